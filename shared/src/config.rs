@@ -1,0 +1,301 @@
+//! Configuration, read once per cold start; the only place that reads the environment.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Which session store to use (`SESSION_STORE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// Redis when `REDIS_URL` answers, else DynamoDB when `SESSION_TABLE` is set, else refuse.
+    Auto,
+    Redis,
+    Dynamodb,
+    /// In-process only: for tests and single-process use, never picked by `Auto`.
+    Memory,
+}
+
+/// Whether `REDIS_URL` points at a cluster (`REDIS_CLUSTER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisMode {
+    /// Ask the server at start-up (`INFO cluster`).
+    Auto,
+    Standalone,
+    Cluster,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub store: StoreKind,
+    pub redis_url: Option<String>,
+    pub redis_mode: RedisMode,
+    /// Budget for opening a Redis connection, the start-up probe included.
+    pub redis_connect_timeout: Duration,
+    /// Budget for one Redis command (or script) to answer.
+    pub redis_command_timeout: Duration,
+    pub session_table: Option<String>,
+    pub dynamodb_endpoint: Option<String>,
+    /// Budget for one DynamoDB call, retries included.
+    pub dynamodb_timeout: Duration,
+    /// Sliding lifetime of an ordinary session, in seconds.
+    pub session_timeout: u64,
+    /// Sliding lifetime of a remember-me session, in seconds.
+    pub remember_me_timeout: u64,
+    /// No refresh moves a session's expiry past `created + session_max_lifetime`, in seconds.
+    pub session_max_lifetime: u64,
+    /// Lifetime of a user's cached data, in seconds.
+    pub user_cache_ttl: u64,
+    /// Largest user-cache body accepted, in bytes.
+    pub cache_max_bytes: usize,
+}
+
+/// A configuration value that cannot be used; names the variable and the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{var}={value:?} is not valid: {expected}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+pub const DEFAULT_SESSION_TIMEOUT: u64 = 3_600;
+pub const DEFAULT_REMEMBER_ME_TIMEOUT: u64 = 2_592_000;
+pub const DEFAULT_SESSION_MAX_LIFETIME: u64 = 7_776_000;
+pub const DEFAULT_USER_CACHE_TTL: u64 = 3_600;
+pub const DEFAULT_CACHE_MAX_BYTES: usize = 64 * 1024;
+pub const DEFAULT_REDIS_CONNECT_TIMEOUT_MS: u64 = 300;
+pub const DEFAULT_REDIS_COMMAND_TIMEOUT_MS: u64 = 250;
+pub const DEFAULT_DYNAMODB_TIMEOUT_MS: u64 = 3_000;
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads from a map; tests use this instead of mutating the process environment.
+    pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        // Empty values count as unset, as they do in a SAM template with an empty parameter.
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let seconds = |var: &'static str, default: u64| positive(var, get(var), default);
+        let millis = |var: &'static str, default: u64| {
+            positive(var, get(var), default).map(Duration::from_millis)
+        };
+
+        let store = match get("SESSION_STORE").as_deref() {
+            None | Some("auto") => StoreKind::Auto,
+            Some("redis") => StoreKind::Redis,
+            Some("dynamodb") => StoreKind::Dynamodb,
+            Some("memory") => StoreKind::Memory,
+            Some(other) => {
+                return Err(ConfigError {
+                    var: "SESSION_STORE",
+                    value: other.to_owned(),
+                    expected: "one of auto, redis, dynamodb, memory",
+                });
+            }
+        };
+        let redis_mode = match get("REDIS_CLUSTER").as_deref() {
+            None | Some("auto") => RedisMode::Auto,
+            Some("false") | Some("0") | Some("no") => RedisMode::Standalone,
+            Some("true") | Some("1") | Some("yes") => RedisMode::Cluster,
+            Some(other) => {
+                return Err(ConfigError {
+                    var: "REDIS_CLUSTER",
+                    value: other.to_owned(),
+                    expected: "one of auto, true, false",
+                });
+            }
+        };
+        let redis_url = get("REDIS_URL");
+        if let Some(url) = &redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(ConfigError {
+                var: "REDIS_URL",
+                value: redact_url(url),
+                expected: "a redis:// or rediss:// URL",
+            });
+        }
+        let cache_max_bytes = positive(
+            "CACHE_MAX_BYTES",
+            get("CACHE_MAX_BYTES"),
+            DEFAULT_CACHE_MAX_BYTES as u64,
+        )? as usize;
+
+        let config = Config {
+            store,
+            redis_url,
+            redis_mode,
+            redis_connect_timeout: millis(
+                "REDIS_CONNECT_TIMEOUT_MS",
+                DEFAULT_REDIS_CONNECT_TIMEOUT_MS,
+            )?,
+            redis_command_timeout: millis(
+                "REDIS_COMMAND_TIMEOUT_MS",
+                DEFAULT_REDIS_COMMAND_TIMEOUT_MS,
+            )?,
+            session_table: get("SESSION_TABLE"),
+            dynamodb_endpoint: get("DYNAMODB_ENDPOINT"),
+            dynamodb_timeout: millis("DYNAMODB_TIMEOUT_MS", DEFAULT_DYNAMODB_TIMEOUT_MS)?,
+            session_timeout: seconds("SESSION_TIMEOUT", DEFAULT_SESSION_TIMEOUT)?,
+            remember_me_timeout: seconds("REMEMBER_ME_TIMEOUT", DEFAULT_REMEMBER_ME_TIMEOUT)?,
+            session_max_lifetime: seconds("SESSION_MAX_LIFETIME", DEFAULT_SESSION_MAX_LIFETIME)?,
+            user_cache_ttl: seconds("USER_CACHE_TTL", DEFAULT_USER_CACHE_TTL)?,
+            cache_max_bytes,
+        };
+        match config.store {
+            StoreKind::Redis if config.redis_url.is_none() => Err(ConfigError {
+                var: "REDIS_URL",
+                value: String::new(),
+                expected: "a redis:// or rediss:// URL when SESSION_STORE=redis",
+            }),
+            StoreKind::Dynamodb if config.session_table.is_none() => Err(ConfigError {
+                var: "SESSION_TABLE",
+                value: String::new(),
+                expected: "a DynamoDB table name when SESSION_STORE=dynamodb",
+            }),
+            _ => Ok(config),
+        }
+    }
+
+    /// The defaults, with nothing configured; for tests and tools.
+    pub fn defaults() -> Self {
+        Self::from_lookup(|_| None).expect("the defaults are valid")
+    }
+}
+
+/// A whole number greater than zero, or the default when unset.
+fn positive(var: &'static str, value: Option<String>, default: u64) -> Result<u64, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(ConfigError {
+                var,
+                value: v,
+                expected: "a whole number greater than zero",
+            }),
+        },
+    }
+}
+
+/// A Redis URL with its password replaced, fit for errors and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_map(&vars)
+    }
+
+    #[test]
+    fn defaults_follow_the_original_guide() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.store, StoreKind::Auto);
+        assert_eq!(c.session_timeout, 3600);
+        assert_eq!(c.remember_me_timeout, 2_592_000);
+        assert_eq!(c.cache_max_bytes, 65_536);
+        assert!(c.redis_connect_timeout < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn reads_every_value() {
+        let c = config(&[
+            ("SESSION_STORE", "redis"),
+            ("REDIS_URL", "rediss://u:pw@cache:6379"),
+            ("REDIS_CLUSTER", "true"),
+            ("SESSION_TIMEOUT", "60"),
+            ("REMEMBER_ME_TIMEOUT", "120"),
+            ("SESSION_MAX_LIFETIME", "600"),
+            ("REDIS_CONNECT_TIMEOUT_MS", "150"),
+            ("REDIS_COMMAND_TIMEOUT_MS", "90"),
+            ("SESSION_TABLE", "sessions"),
+            ("DYNAMODB_ENDPOINT", "http://127.0.0.1:5000"),
+            ("CACHE_MAX_BYTES", "10"),
+        ])
+        .unwrap();
+        assert_eq!(c.store, StoreKind::Redis);
+        assert_eq!(c.redis_mode, RedisMode::Cluster);
+        assert_eq!(c.session_timeout, 60);
+        assert_eq!(c.remember_me_timeout, 120);
+        assert_eq!(c.session_max_lifetime, 600);
+        assert_eq!(c.redis_connect_timeout, Duration::from_millis(150));
+        assert_eq!(c.redis_command_timeout, Duration::from_millis(90));
+        assert_eq!(c.session_table.as_deref(), Some("sessions"));
+        assert_eq!(
+            c.dynamodb_endpoint.as_deref(),
+            Some("http://127.0.0.1:5000")
+        );
+        assert_eq!(c.cache_max_bytes, 10);
+    }
+
+    #[test]
+    fn a_bad_number_names_the_variable_and_the_value() {
+        for bad in ["abc", "0", "-5", "1.5", "99999999999999999999999"] {
+            let err = config(&[("SESSION_TIMEOUT", bad)]).unwrap_err();
+            assert_eq!(err.var, "SESSION_TIMEOUT");
+            assert_eq!(err.value, bad);
+            let text = err.to_string();
+            assert!(
+                text.contains("SESSION_TIMEOUT") && text.contains(bad),
+                "{text}"
+            );
+        }
+        let err = config(&[("REDIS_CONNECT_TIMEOUT_MS", "soon")]).unwrap_err();
+        assert_eq!(err.var, "REDIS_CONNECT_TIMEOUT_MS");
+    }
+
+    #[test]
+    fn an_unknown_store_is_refused() {
+        let err = config(&[("SESSION_STORE", "postgres")]).unwrap_err();
+        assert_eq!(err.var, "SESSION_STORE");
+        assert!(err.to_string().contains("postgres"));
+    }
+
+    #[test]
+    fn a_named_store_needs_its_setting() {
+        assert_eq!(
+            config(&[("SESSION_STORE", "redis")]).unwrap_err().var,
+            "REDIS_URL"
+        );
+        assert_eq!(
+            config(&[("SESSION_STORE", "dynamodb")]).unwrap_err().var,
+            "SESSION_TABLE"
+        );
+    }
+
+    #[test]
+    fn a_redis_url_error_hides_the_password() {
+        let err = config(&[("REDIS_URL", "http://user:secret@host")]).unwrap_err();
+        assert_eq!(err.var, "REDIS_URL");
+        assert!(!err.to_string().contains("secret"), "{err}");
+        assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
+        assert_eq!(
+            redact_url("rediss://default:pw@h:1/0"),
+            "rediss://default:***@h:1/0"
+        );
+    }
+}

@@ -1,0 +1,15 @@
+//! Session service: everything the endpoint binaries share.
+//!
+//! Follow one request: `functions/<endpoint>/main.rs` builds a [`State`] once per cold start and
+//! hands a handler from [`handlers`] to the Lambda runtime; the handler authenticates the caller
+//! ([`auth`], [`token`]) and calls the [`store`].
+
+pub mod config;
+pub mod session;
+pub mod store;
+pub mod token;
+
+pub use config::{Config, ConfigError, StoreKind};
+pub use session::{Session, UserStats};
+pub use store::{Store, StoreError};
+pub use token::{SessionToken, TokenError};
