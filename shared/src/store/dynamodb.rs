@@ -1,0 +1,470 @@
+//! DynamoDB: one table, partition key `pk` = `USER#<user key>`, sort key `sk` =
+//! `SESSION#<token hash, hex>` or `CACHE`. A user's sessions share a partition, so validate is one
+//! strongly consistent `GetItem` and logout-all one strongly consistent `Query` plus batched
+//! deletes. `ttl` lets DynamoDB delete lapsed items, days late; reads refuse them before that.
+
+use super::{StoreError, StoreErrorKind};
+use crate::session::{GlobalStats, Session};
+use crate::token::{TokenHash, UserKey};
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, KeySchemaElement, KeyType,
+    ReturnValue, ScalarAttributeType, TimeToLiveSpecification, WriteRequest,
+};
+use std::collections::HashMap;
+use std::time::Duration;
+
+const BACKEND: &str = "dynamodb";
+/// BatchWriteItem takes at most 25 requests.
+const BATCH: usize = 25;
+/// How often unprocessed deletes of one batch are sent again before giving up.
+const BATCH_RETRIES: usize = 5;
+const SESSION_PREFIX: &str = "SESSION#";
+const CACHE_SK: &str = "CACHE";
+
+type Item = HashMap<String, AttributeValue>;
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    /// A store over `table` with the SDK's default credentials and region; `endpoint` overrides
+    /// the service endpoint (a local server). Every call is bounded by `timeout`, retries
+    /// included.
+    pub async fn connect(table: &str, endpoint: Option<&str>, timeout: Duration) -> Self {
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(timeout)
+            .operation_timeout(timeout)
+            .build();
+        let mut loader =
+            aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts);
+        if let Some(endpoint) = endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        Self::from_client(Client::new(&loader.load().await), table)
+    }
+
+    /// A store over an already configured client.
+    pub fn from_client(client: Client, table: &str) -> Self {
+        DynamoStore {
+            client,
+            table: table.to_owned(),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Creates the table (on-demand, TTL on `ttl`) if it does not exist. For local servers and
+    /// tests; a deployed table comes from `template.yaml`.
+    pub async fn ensure_table(&self) -> Result<(), StoreError> {
+        let attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("name and type are set")
+        };
+        let key = |name: &str, key_type| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(key_type)
+                .build()
+                .expect("name and type are set")
+        };
+        let created = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .attribute_definitions(attribute("pk"))
+            .attribute_definitions(attribute("sk"))
+            .key_schema(key("pk", KeyType::Hash))
+            .key_schema(key("sk", KeyType::Range))
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(e) if e.code() == Some("ResourceInUseException") => return Ok(()),
+            Err(e) => return Err(store_error(e)),
+        }
+        self.client
+            .update_time_to_live()
+            .table_name(&self.table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name("ttl")
+                    .build()
+                    .expect("name and flag are set"),
+            )
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    pub(super) async fn create(
+        &self,
+        user: &UserKey,
+        hash: &TokenHash,
+        session: &Session,
+    ) -> Result<(), StoreError> {
+        let mut item = key(user, &session_sk(hash));
+        item.extend([
+            ("created_at".to_owned(), number(session.created_at)),
+            ("expires_at".to_owned(), number(session.expires_at)),
+            (
+                "absolute_expires_at".to_owned(),
+                number(session.absolute_expires_at),
+            ),
+            ("idle_timeout".to_owned(), number(session.idle_timeout)),
+            (
+                "remember_me".to_owned(),
+                AttributeValue::Bool(session.remember_me),
+            ),
+            ("last_seen_at".to_owned(), number(session.last_seen_at)),
+            ("ttl".to_owned(), number(session.expiry())),
+        ]);
+        if let Some(ua) = &session.user_agent {
+            item.insert("user_agent".to_owned(), AttributeValue::S(ua.clone()));
+        }
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            // A token hash is never reused; refuse to overwrite rather than trust that.
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    pub(super) async fn get(
+        &self,
+        user: &UserKey,
+        hash: &TokenHash,
+    ) -> Result<Option<Session>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(user, &session_sk(hash))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(store_error)?;
+        out.item().map(|item| decode(user, item)).transpose()
+    }
+
+    pub(super) async fn refresh(
+        &self,
+        user: &UserKey,
+        hash: &TokenHash,
+        now: i64,
+    ) -> Result<Option<Session>, StoreError> {
+        // One conditional write. DynamoDB cannot take a minimum, so the stored `expires_at` may
+        // pass the absolute cap; `Session::expiry` applies the cap on every read.
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(user, &session_sk(hash))))
+            .update_expression(
+                "SET expires_at = :now + idle_timeout, last_seen_at = :now, #ttl = :now + idle_timeout",
+            )
+            .condition_expression(
+                "attribute_exists(pk) AND expires_at > :now AND absolute_expires_at > :now",
+            )
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":now", number(now))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match out {
+            Ok(out) => out.attributes().map(|item| decode(user, item)).transpose(),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(None),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    pub(super) async fn delete(
+        &self,
+        user: &UserKey,
+        hash: &TokenHash,
+    ) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(user, &session_sk(hash))))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(out.attributes().is_some())
+    }
+
+    pub(super) async fn delete_user(&self, user: &UserKey, now: i64) -> Result<u64, StoreError> {
+        let items = self.query_sessions(user).await?;
+        let active = items
+            .iter()
+            .filter_map(|item| decode(user, item).ok())
+            .filter(|s| s.is_active(now))
+            .count() as u64;
+        let keys: Vec<Item> = items
+            .into_iter()
+            .filter_map(|item| Some(key(user, item.get("sk")?.as_s().ok()?)))
+            .collect();
+        for chunk in keys.chunks(BATCH) {
+            self.delete_batch(chunk).await?;
+        }
+        Ok(active)
+    }
+
+    async fn delete_batch(&self, keys: &[Item]) -> Result<(), StoreError> {
+        let mut requests: Vec<WriteRequest> = keys
+            .iter()
+            .map(|key| {
+                let delete = DeleteRequest::builder()
+                    .set_key(Some(key.clone()))
+                    .build()
+                    .expect("key is set");
+                WriteRequest::builder().delete_request(delete).build()
+            })
+            .collect();
+        for _ in 0..BATCH_RETRIES {
+            let out = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, requests)
+                .send()
+                .await
+                .map_err(store_error)?;
+            requests = out
+                .unprocessed_items
+                .and_then(|mut unprocessed| unprocessed.remove(&self.table))
+                .unwrap_or_default();
+            if requests.is_empty() {
+                return Ok(());
+            }
+        }
+        Err(StoreError {
+            backend: BACKEND,
+            kind: StoreErrorKind::Capacity,
+            detail: format!("{} deletes still unprocessed", requests.len()),
+        })
+    }
+
+    /// Every session item of a user, read with strong consistency so none is missed.
+    async fn query_sessions(&self, user: &UserKey) -> Result<Vec<Item>, StoreError> {
+        let pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", AttributeValue::S(pk(user)))
+            .expression_attribute_values(":prefix", AttributeValue::S(SESSION_PREFIX.to_owned()))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        collect(pages).await
+    }
+
+    pub(super) async fn sessions_of(&self, user: &UserKey) -> Result<Vec<Session>, StoreError> {
+        self.query_sessions(user)
+            .await?
+            .iter()
+            .map(|item| decode(user, item))
+            .collect()
+    }
+
+    pub(super) async fn global_stats(&self, now: i64) -> Result<GlobalStats, StoreError> {
+        let pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("begins_with(sk, :prefix)")
+            .expression_attribute_values(":prefix", AttributeValue::S(SESSION_PREFIX.to_owned()))
+            .projection_expression("pk, expires_at, absolute_expires_at")
+            .into_paginator()
+            .items()
+            .send();
+        let mut users = std::collections::HashSet::new();
+        let mut stats = GlobalStats::default();
+        for item in collect(pages).await? {
+            let expiry = int(&item, "expires_at")?.min(int(&item, "absolute_expires_at")?);
+            if expiry > now {
+                stats.active_sessions += 1;
+                if let Some(AttributeValue::S(pk)) = item.get("pk") {
+                    users.insert(pk.clone());
+                }
+            }
+        }
+        stats.users_with_sessions = users.len() as u64;
+        Ok(stats)
+    }
+
+    pub(super) async fn cache_get(
+        &self,
+        user: &UserKey,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(user, CACHE_SK)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(store_error)?;
+        let Some(item) = out.item() else {
+            return Ok(None);
+        };
+        if int(item, "expires_at")? <= now {
+            return Ok(None);
+        }
+        match item.get("data") {
+            Some(AttributeValue::S(json)) => Ok(Some(json.clone())),
+            _ => Err(corrupt("cache item")),
+        }
+    }
+
+    pub(super) async fn cache_put(
+        &self,
+        user: &UserKey,
+        json: &str,
+        ttl: u64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let expires_at = now.saturating_add_unsigned(ttl);
+        let mut item = key(user, CACHE_SK);
+        item.extend([
+            ("data".to_owned(), AttributeValue::S(json.to_owned())),
+            ("expires_at".to_owned(), number(expires_at)),
+            ("ttl".to_owned(), number(expires_at)),
+        ]);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+}
+
+async fn collect<E, R>(
+    mut pages: aws_smithy_async::future::pagination_stream::PaginationStream<
+        Result<Item, SdkError<E, R>>,
+    >,
+) -> Result<Vec<Item>, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let mut items = Vec::new();
+    while let Some(item) = pages.next().await {
+        items.push(item.map_err(store_error)?);
+    }
+    Ok(items)
+}
+
+fn pk(user: &UserKey) -> String {
+    format!("USER#{}", user.as_str())
+}
+
+fn session_sk(hash: &TokenHash) -> String {
+    format!("{SESSION_PREFIX}{}", hash.to_hex())
+}
+
+fn key(user: &UserKey, sk: &str) -> Item {
+    HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(pk(user))),
+        ("sk".to_owned(), AttributeValue::S(sk.to_owned())),
+    ])
+}
+
+fn number(n: impl ToString) -> AttributeValue {
+    AttributeValue::N(n.to_string())
+}
+
+fn int(item: &Item, name: &str) -> Result<i64, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::N(n)) => n.parse().map_err(|_| corrupt(name)),
+        _ => Err(corrupt(name)),
+    }
+}
+
+fn decode(user: &UserKey, item: &Item) -> Result<Session, StoreError> {
+    Ok(Session {
+        user_id: user.user_id(),
+        created_at: int(item, "created_at")?,
+        expires_at: int(item, "expires_at")?,
+        absolute_expires_at: int(item, "absolute_expires_at")?,
+        idle_timeout: u64::try_from(int(item, "idle_timeout")?)
+            .map_err(|_| corrupt("idle_timeout"))?,
+        remember_me: matches!(item.get("remember_me"), Some(AttributeValue::Bool(true))),
+        last_seen_at: int(item, "last_seen_at")?,
+        user_agent: match item.get("user_agent") {
+            Some(AttributeValue::S(ua)) => Some(ua.clone()),
+            _ => None,
+        },
+    })
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError {
+        backend: BACKEND,
+        kind: StoreErrorKind::Corrupt,
+        detail: format!("unreadable {what}"),
+    }
+}
+
+fn store_error<E, R>(e: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    let kind = match &e {
+        SdkError::TimeoutError(_) => StoreErrorKind::Timeout,
+        SdkError::DispatchFailure(failure) if failure.is_timeout() => StoreErrorKind::Timeout,
+        SdkError::DispatchFailure(_) => StoreErrorKind::Connection,
+        _ => match e.code() {
+            Some(
+                "AccessDeniedException"
+                | "UnrecognizedClientException"
+                | "InvalidSignatureException"
+                | "ExpiredTokenException",
+            ) => StoreErrorKind::Auth,
+            Some(
+                "ProvisionedThroughputExceededException"
+                | "ThrottlingException"
+                | "RequestLimitExceeded",
+            ) => StoreErrorKind::Capacity,
+            _ => StoreErrorKind::Other,
+        },
+    };
+    let detail = match e.code() {
+        Some(code) => format!("{code}: {}", e.message().unwrap_or_default()),
+        None => format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(&e)),
+    };
+    StoreError {
+        backend: BACKEND,
+        kind,
+        detail,
+    }
+}

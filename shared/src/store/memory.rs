@@ -1,0 +1,144 @@
+//! The in-process store: for tests and single-process use. Never picked by `auto`, since each
+//! Lambda endpoint is its own process and would see only its own sessions.
+
+use super::StoreError;
+use crate::session::{GlobalStats, Session};
+use crate::token::{TokenHash, UserKey};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    sessions: HashMap<UserKey, HashMap<TokenHash, Session>>,
+    caches: HashMap<UserKey, (String, i64)>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain data behind; keep serving it.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(super) async fn create(
+        &self,
+        user: &UserKey,
+        hash: &TokenHash,
+        session: &Session,
+    ) -> Result<(), StoreError> {
+        self.lock()
+            .sessions
+            .entry(user.clone())
+            .or_default()
+            .insert(*hash, session.clone());
+        Ok(())
+    }
+
+    pub(super) async fn get(
+        &self,
+        user: &UserKey,
+        hash: &TokenHash,
+    ) -> Result<Option<Session>, StoreError> {
+        Ok(self
+            .lock()
+            .sessions
+            .get(user)
+            .and_then(|sessions| sessions.get(hash))
+            .cloned())
+    }
+
+    pub(super) async fn refresh(
+        &self,
+        user: &UserKey,
+        hash: &TokenHash,
+        now: i64,
+    ) -> Result<Option<Session>, StoreError> {
+        let mut inner = self.lock();
+        let Some(session) = inner.sessions.get_mut(user).and_then(|s| s.get_mut(hash)) else {
+            return Ok(None);
+        };
+        if !session.is_active(now) {
+            return Ok(None);
+        }
+        *session = session.clone().refreshed(now);
+        Ok(Some(session.clone()))
+    }
+
+    pub(super) async fn delete(
+        &self,
+        user: &UserKey,
+        hash: &TokenHash,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let Some(sessions) = inner.sessions.get_mut(user) else {
+            return Ok(false);
+        };
+        let removed = sessions.remove(hash).is_some();
+        if sessions.is_empty() {
+            inner.sessions.remove(user);
+        }
+        Ok(removed)
+    }
+
+    pub(super) async fn delete_user(&self, user: &UserKey, now: i64) -> Result<u64, StoreError> {
+        let removed = self.lock().sessions.remove(user).unwrap_or_default();
+        Ok(removed.values().filter(|s| s.is_active(now)).count() as u64)
+    }
+
+    pub(super) async fn sessions_of(&self, user: &UserKey) -> Result<Vec<Session>, StoreError> {
+        Ok(self
+            .lock()
+            .sessions
+            .get(user)
+            .map(|sessions| sessions.values().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    pub(super) async fn global_stats(&self, now: i64) -> Result<GlobalStats, StoreError> {
+        let inner = self.lock();
+        let mut stats = GlobalStats::default();
+        for sessions in inner.sessions.values() {
+            let active = sessions.values().filter(|s| s.is_active(now)).count() as u64;
+            stats.active_sessions += active;
+            stats.users_with_sessions += u64::from(active > 0);
+        }
+        Ok(stats)
+    }
+
+    pub(super) async fn cache_get(
+        &self,
+        user: &UserKey,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .lock()
+            .caches
+            .get(user)
+            .filter(|(_, expires_at)| *expires_at > now)
+            .map(|(json, _)| json.clone()))
+    }
+
+    pub(super) async fn cache_put(
+        &self,
+        user: &UserKey,
+        json: &str,
+        ttl: u64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let expires_at = now.saturating_add_unsigned(ttl);
+        self.lock()
+            .caches
+            .insert(user.clone(), (json.to_owned(), expires_at));
+        Ok(())
+    }
+}

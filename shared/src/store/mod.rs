@@ -1,0 +1,154 @@
+//! Where sessions and user caches live: one small API over Redis, DynamoDB and memory.
+//!
+//! Every backend keeps a user's sessions together under the user's [`UserKey`] (a Redis hash tag, a
+//! DynamoDB partition), keyed by the [`TokenHash`]; none ever sees a raw token. Expired sessions are
+//! refused here, on read, whatever the backend still holds.
+
+mod dynamodb;
+mod memory;
+mod redis;
+mod select;
+
+pub use dynamodb::DynamoStore;
+pub use memory::MemoryStore;
+pub use redis::RedisStore;
+pub use select::SelectError;
+
+use crate::session::{GlobalStats, Session, UserStats};
+use crate::token::{SessionToken, UserKey};
+use std::fmt;
+
+/// A store failure; every one becomes a 503 for the caller.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{backend} {kind}: {detail}")]
+pub struct StoreError {
+    pub backend: &'static str,
+    pub kind: StoreErrorKind,
+    /// The cause, for the log; never shown to a client.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// No answer within the budget.
+    Timeout,
+    /// Refused, reset or not reachable.
+    Connection,
+    /// The server refused our credentials (`NOAUTH`, `WRONGPASS`, AWS access denied).
+    Auth,
+    /// The server is out of memory or throttling.
+    Capacity,
+    /// A record the store holds cannot be read back.
+    Corrupt,
+    Other,
+}
+
+impl fmt::Display for StoreErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StoreErrorKind::Timeout => "timeout",
+            StoreErrorKind::Connection => "connection failure",
+            StoreErrorKind::Auth => "authentication failure",
+            StoreErrorKind::Capacity => "out of capacity",
+            StoreErrorKind::Corrupt => "corrupt record",
+            StoreErrorKind::Other => "error",
+        })
+    }
+}
+
+/// The session store in use.
+#[derive(Clone)]
+pub enum Store {
+    Memory(MemoryStore),
+    Redis(RedisStore),
+    Dynamodb(DynamoStore),
+}
+
+/// Calls the same method on whichever backend this is.
+macro_rules! backend {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            Store::Memory($s) => $call,
+            Store::Redis($s) => $call,
+            Store::Dynamodb($s) => $call,
+        }
+    };
+}
+
+impl Store {
+    /// The backend's name, as reported by the stats endpoint and in logs.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Memory(_) => "memory",
+            Store::Redis(_) => "redis",
+            Store::Dynamodb(_) => "dynamodb",
+        }
+    }
+
+    /// Stores a new session under its token's hash.
+    pub async fn create(&self, token: &SessionToken, session: &Session) -> Result<(), StoreError> {
+        backend!(self, s => s.create(token.user_key(), &token.hash(), session).await)
+    }
+
+    /// The session of this token, if it exists and has not expired.
+    pub async fn get(&self, token: &SessionToken, now: i64) -> Result<Option<Session>, StoreError> {
+        let found = backend!(self, s => s.get(token.user_key(), &token.hash()).await)?;
+        Ok(found.filter(|session| session.is_active(now)))
+    }
+
+    /// Slides an active session's expiry (never past its absolute cap); `None` if there is none.
+    pub async fn refresh(
+        &self,
+        token: &SessionToken,
+        now: i64,
+    ) -> Result<Option<Session>, StoreError> {
+        let found = backend!(self, s => s.refresh(token.user_key(), &token.hash(), now).await)?;
+        Ok(found.filter(|session| session.is_active(now)))
+    }
+
+    /// Removes one session; `true` if it was there.
+    pub async fn delete(&self, token: &SessionToken) -> Result<bool, StoreError> {
+        backend!(self, s => s.delete(token.user_key(), &token.hash()).await)
+    }
+
+    /// Removes every session of a user; returns how many of them were still active.
+    pub async fn delete_user(&self, user: &UserKey, now: i64) -> Result<u64, StoreError> {
+        backend!(self, s => s.delete_user(user, now).await)
+    }
+
+    /// Every session the store holds for a user, expired ones included.
+    pub async fn sessions_of(&self, user: &UserKey) -> Result<Vec<Session>, StoreError> {
+        backend!(self, s => s.sessions_of(user).await)
+    }
+
+    pub async fn user_stats(&self, user: &UserKey, now: i64) -> Result<UserStats, StoreError> {
+        Ok(UserStats::of(&self.sessions_of(user).await?, now))
+    }
+
+    /// Figures across every user. Reads the whole store: for admins, not for a hot path.
+    pub async fn global_stats(&self, now: i64) -> Result<GlobalStats, StoreError> {
+        backend!(self, s => s.global_stats(now).await)
+    }
+
+    /// A user's cached data (JSON text), if present and not expired.
+    pub async fn cache_get(&self, user: &UserKey, now: i64) -> Result<Option<String>, StoreError> {
+        backend!(self, s => s.cache_get(user, now).await)
+    }
+
+    /// Replaces a user's cached data, kept for `ttl` seconds.
+    pub async fn cache_put(
+        &self,
+        user: &UserKey,
+        json: &str,
+        ttl: u64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        backend!(self, s => s.cache_put(user, json, ttl, now).await)
+    }
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Store({})", self.backend())
+    }
+}
