@@ -1,0 +1,200 @@
+//! Store selection at cold start (DESIGN.md "Store selection"), against real servers.
+
+mod support;
+
+use shared::config::Config;
+use shared::session::now_unix;
+use shared::store::{SelectError, StoreErrorKind};
+use shared::{SessionToken, Store};
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+use support::servers::{Moto, RedisServer, free_port};
+use support::stores::unique;
+
+/// Loose on purpose: it proves the connect timeout is wired, not how fast it is.
+const LOOSE_BOUND: Duration = Duration::from_secs(5);
+
+fn config(pairs: &[(&str, &str)]) -> Config {
+    // The DynamoDB store reads credentials and region the SDK's way; a local server takes any.
+    static AWS_ENV: Once = Once::new();
+    AWS_ENV.call_once(|| {
+        for (k, v) in [
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+        ] {
+            // SAFETY: set once, before any store is built, to the same values in every test.
+            unsafe { std::env::set_var(k, v) };
+        }
+    });
+    let vars: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Config::from_map(&vars).expect("valid config")
+}
+
+/// A port that accepts connections (the kernel completes the handshake) and never answers.
+fn silent_port() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "redis://127.0.0.1:{}",
+        listener.local_addr().unwrap().port()
+    );
+    (listener, url)
+}
+
+async fn select(config: &Config) -> (Result<Store, SelectError>, Duration) {
+    let started = Instant::now();
+    let result = Store::from_config(config).await;
+    (result, started.elapsed())
+}
+
+#[tokio::test]
+async fn auto_takes_redis_when_it_answers() {
+    let server = RedisServer::start();
+    let (store, _) = select(&config(&[
+        ("REDIS_URL", &server.url()),
+        ("SESSION_TABLE", "unused"),
+    ]))
+    .await;
+    assert_eq!(store.unwrap().backend(), "redis");
+}
+
+#[tokio::test]
+async fn auto_falls_through_to_dynamodb_when_redis_never_answers() {
+    let (_listener, url) = silent_port();
+    let endpoint = Moto::shared().endpoint();
+    let table = unique("sessions");
+    let config = config(&[
+        ("REDIS_URL", &url),
+        ("REDIS_CONNECT_TIMEOUT_MS", "200"),
+        ("SESSION_TABLE", &table),
+        ("DYNAMODB_ENDPOINT", &endpoint),
+    ]);
+    let (store, took) = select(&config).await;
+    let store = store.expect("falls through to DynamoDB");
+    assert_eq!(store.backend(), "dynamodb");
+    assert!(
+        took < LOOSE_BOUND,
+        "selection took {took:?}: the connect timeout is not applied"
+    );
+
+    // The store it picked is the configured table on the configured endpoint.
+    let Store::Dynamodb(dynamo) = &store else {
+        unreachable!()
+    };
+    assert_eq!(dynamo.table(), table);
+    dynamo.ensure_table().await.unwrap();
+    let token = SessionToken::mint("user_1");
+    let session = shared::Session::new("user_1", false, None, lifetimes(), now_unix());
+    store.create(&token, &session).await.unwrap();
+    assert!(store.get(&token, now_unix()).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn auto_falls_through_when_redis_refuses_connections() {
+    let url = format!("redis://127.0.0.1:{}", free_port());
+    let config = config(&[("REDIS_URL", &url), ("SESSION_TABLE", "sessions")]);
+    let (store, took) = select(&config).await;
+    assert_eq!(store.unwrap().backend(), "dynamodb");
+    assert!(took < LOOSE_BOUND, "{took:?}");
+}
+
+#[tokio::test]
+async fn redis_by_name_does_not_fall_through() {
+    let (_listener, url) = silent_port();
+    let config = config(&[
+        ("SESSION_STORE", "redis"),
+        ("REDIS_URL", &url),
+        ("REDIS_CONNECT_TIMEOUT_MS", "200"),
+        ("SESSION_TABLE", "sessions"),
+    ]);
+    let (store, took) = select(&config).await;
+    match store {
+        Err(SelectError::Redis { source, .. }) => assert_eq!(source.kind, StoreErrorKind::Timeout),
+        other => panic!("expected a Redis timeout, got {other:?}"),
+    }
+    assert!(took < LOOSE_BOUND, "{took:?}");
+}
+
+#[tokio::test]
+async fn nothing_configured_is_refused_with_what_to_set() {
+    let (store, _) = select(&config(&[])).await;
+    let err = store.unwrap_err();
+    assert!(matches!(err, SelectError::NothingConfigured));
+    let text = err.to_string();
+    assert!(
+        text.contains("REDIS_URL") && text.contains("SESSION_TABLE"),
+        "{text}"
+    );
+
+    // Unreachable Redis and no table: the Redis error, not a silent memory store.
+    let url = format!("redis://127.0.0.1:{}", free_port());
+    let (store, _) = select(&config(&[("REDIS_URL", &url)])).await;
+    assert!(matches!(store, Err(SelectError::Redis { .. })), "{store:?}");
+}
+
+#[tokio::test]
+async fn memory_only_by_name() {
+    let (store, _) = select(&config(&[("SESSION_STORE", "memory")])).await;
+    assert_eq!(store.unwrap().backend(), "memory");
+}
+
+#[tokio::test]
+async fn wrong_redis_credentials_are_a_clear_error_not_a_fallback() {
+    let server = RedisServer::start_with(&["--requirepass", "s3cret"]);
+    let port = server.port();
+    let cases = [
+        (format!("redis://127.0.0.1:{port}"), "NOAUTH"),
+        (
+            format!("redis://default:wrong@127.0.0.1:{port}"),
+            "WRONGPASS",
+        ),
+    ];
+    for (url, code) in cases {
+        let (store, took) = select(&config(&[
+            ("REDIS_URL", &url),
+            ("SESSION_TABLE", "sessions"),
+        ]))
+        .await;
+        match store {
+            Err(SelectError::Redis { source, .. }) => {
+                assert_eq!(source.kind, StoreErrorKind::Auth, "{source}");
+                assert!(source.to_string().contains(code), "{source}");
+            }
+            other => panic!("{url}: expected an auth error, got {other:?}"),
+        }
+        assert!(took < LOOSE_BOUND, "{took:?}");
+    }
+    let err = select(&config(&[(
+        "REDIS_URL",
+        &format!("redis://default:wrong@127.0.0.1:{port}"),
+    )]))
+    .await
+    .0
+    .unwrap_err();
+    assert!(
+        !err.to_string().contains("wrong@"),
+        "the password is redacted: {err}"
+    );
+
+    let url = format!("redis://default:s3cret@127.0.0.1:{port}");
+    let (store, _) = select(&config(&[("REDIS_URL", &url)])).await;
+    let store = store.expect("user:password in the URL works");
+    let token = SessionToken::mint("user_1");
+    let session = shared::Session::new("user_1", false, None, lifetimes(), now_unix());
+    store.create(&token, &session).await.unwrap();
+    assert!(store.get(&token, now_unix()).await.unwrap().is_some());
+}
+
+fn lifetimes() -> shared::session::Lifetimes {
+    let defaults = Config::defaults();
+    shared::session::Lifetimes {
+        session: defaults.session_timeout,
+        remember_me: defaults.remember_me_timeout,
+        max_lifetime: defaults.session_max_lifetime,
+    }
+}
