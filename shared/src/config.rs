@@ -46,6 +46,25 @@ pub struct Config {
     pub user_cache_ttl: u64,
     /// Largest user-cache body accepted, in bytes.
     pub cache_max_bytes: usize,
+    /// Where Clerk's signing key comes from.
+    pub clerk_key: ClerkKey,
+    /// Required `iss` of Clerk JWTs, when set.
+    pub clerk_issuer: Option<String>,
+    /// Origins allowed by CORS and as a JWT's `azp`; `scheme://host:*` matches any port.
+    pub allowed_origins: Vec<String>,
+    /// User ids that may see global stats.
+    pub admin_user_ids: Vec<String>,
+}
+
+/// Clerk's JWT verification key (`CLERK_JWT_KEY` or `CLERK_JWKS_URL`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClerkKey {
+    /// A PEM public key: no network needed, the right choice inside a VPC.
+    Pem(String),
+    /// A JWKS URL, fetched once per container and again on an unknown `kid`.
+    JwksUrl(String),
+    /// Neither is set: every JWT is refused (session tokens still work).
+    Unset,
 }
 
 /// A configuration value that cannot be used; names the variable and the value.
@@ -130,6 +149,32 @@ impl Config {
             DEFAULT_CACHE_MAX_BYTES as u64,
         )? as usize;
 
+        let list = |name: &str| -> Vec<String> {
+            get(name)
+                .map(|v| {
+                    v.split(',')
+                        .map(|item| item.trim().to_owned())
+                        .filter(|item| !item.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let clerk_key = match (get("CLERK_JWT_KEY"), get("CLERK_JWKS_URL")) {
+            // Env files and template parameters often carry a PEM on one line with `\n`.
+            (Some(pem), _) => ClerkKey::Pem(pem.replace("\\n", "\n")),
+            (None, Some(url)) if url.starts_with("https://") || url.starts_with("http://") => {
+                ClerkKey::JwksUrl(url)
+            }
+            (None, Some(url)) => {
+                return Err(ConfigError {
+                    var: "CLERK_JWKS_URL",
+                    value: url,
+                    expected: "an https:// URL",
+                });
+            }
+            (None, None) => ClerkKey::Unset,
+        };
+
         let config = Config {
             store,
             redis_url,
@@ -150,6 +195,10 @@ impl Config {
             session_max_lifetime: seconds("SESSION_MAX_LIFETIME", DEFAULT_SESSION_MAX_LIFETIME)?,
             user_cache_ttl: seconds("USER_CACHE_TTL", DEFAULT_USER_CACHE_TTL)?,
             cache_max_bytes,
+            clerk_key,
+            clerk_issuer: get("CLERK_ISSUER"),
+            allowed_origins: list("ALLOWED_ORIGINS"),
+            admin_user_ids: list("ADMIN_USER_IDS"),
         };
         match config.store {
             StoreKind::Redis if config.redis_url.is_none() => Err(ConfigError {
@@ -266,6 +315,43 @@ mod tests {
         }
         let err = config(&[("REDIS_CONNECT_TIMEOUT_MS", "soon")]).unwrap_err();
         assert_eq!(err.var, "REDIS_CONNECT_TIMEOUT_MS");
+    }
+
+    #[test]
+    fn clerk_and_cors_settings() {
+        let c = config(&[
+            (
+                "CLERK_JWT_KEY",
+                "-----BEGIN PUBLIC KEY-----\\nabc\\n-----END PUBLIC KEY-----",
+            ),
+            ("CLERK_ISSUER", "https://clerk.example.com"),
+            (
+                "ALLOWED_ORIGINS",
+                "chrome-extension://abc, http://localhost:*,",
+            ),
+            ("ADMIN_USER_IDS", "user_admin"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.clerk_key,
+            ClerkKey::Pem("-----BEGIN PUBLIC KEY-----\nabc\n-----END PUBLIC KEY-----".into())
+        );
+        assert_eq!(c.clerk_issuer.as_deref(), Some("https://clerk.example.com"));
+        assert_eq!(
+            c.allowed_origins,
+            ["chrome-extension://abc", "http://localhost:*"]
+        );
+        assert_eq!(c.admin_user_ids, ["user_admin"]);
+        let jwks = config(&[(
+            "CLERK_JWKS_URL",
+            "https://x.clerk.accounts.dev/.well-known/jwks.json",
+        )]);
+        assert!(matches!(jwks.unwrap().clerk_key, ClerkKey::JwksUrl(_)));
+        assert_eq!(
+            config(&[("CLERK_JWKS_URL", "ftp://x")]).unwrap_err().var,
+            "CLERK_JWKS_URL"
+        );
+        assert_eq!(config(&[]).unwrap().clerk_key, ClerkKey::Unset);
     }
 
     #[test]

@@ -4,12 +4,21 @@
 //! hands a handler from [`handlers`] to the Lambda runtime; the handler authenticates the caller
 //! ([`auth`], [`token`]) and calls the [`store`].
 
+pub mod auth;
 pub mod config;
+pub mod error;
+pub mod handlers;
+pub mod http;
+pub mod lambda;
 pub mod session;
+pub mod state;
 pub mod store;
 pub mod token;
 
 pub use config::{Config, ConfigError, StoreKind};
+pub use error::ApiError;
+pub use handlers::{Endpoint, handle};
 pub use session::{Session, UserStats};
+pub use state::{StartupError, State};
 pub use store::{Store, StoreError};
 pub use token::{SessionToken, TokenError};

@@ -1,4 +1,5 @@
 #![allow(dead_code)]
 
+pub mod keys;
 pub mod servers;
 pub mod stores;

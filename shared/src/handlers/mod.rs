@@ -1,0 +1,226 @@
+//! Every endpoint's handler, as a plain async function of the state and the request.
+//!
+//! [`handle`] is what a Lambda binary runs: CORS preflight, method check, the endpoint's own
+//! function, then one JSON response and one log line.
+
+pub mod cache;
+pub mod session;
+pub mod stats;
+
+use crate::error::ApiError;
+use crate::http::{self, SESSION_TOKEN_HEADER};
+use crate::session::Session;
+use crate::state::State;
+use crate::token::SessionToken;
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde_json::{Value, json};
+use std::time::Instant;
+
+/// The API, one Lambda function each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    SessionCreate,
+    SessionValidate,
+    SessionRefresh,
+    SessionLogout,
+    SessionLogoutAll,
+    SessionStats,
+    CacheGet,
+    CachePut,
+}
+
+impl Endpoint {
+    pub const ALL: [Endpoint; 8] = [
+        Endpoint::SessionCreate,
+        Endpoint::SessionValidate,
+        Endpoint::SessionRefresh,
+        Endpoint::SessionLogout,
+        Endpoint::SessionLogoutAll,
+        Endpoint::SessionStats,
+        Endpoint::CacheGet,
+        Endpoint::CachePut,
+    ];
+
+    /// The function's name: its folder under `functions/`, its binary, its SAM resource.
+    pub fn function(self) -> &'static str {
+        match self {
+            Endpoint::SessionCreate => "session-create",
+            Endpoint::SessionValidate => "session-validate",
+            Endpoint::SessionRefresh => "session-refresh",
+            Endpoint::SessionLogout => "session-logout",
+            Endpoint::SessionLogoutAll => "session-logout-all",
+            Endpoint::SessionStats => "session-stats",
+            Endpoint::CacheGet => "cache-get",
+            Endpoint::CachePut => "cache-put",
+        }
+    }
+
+    pub fn method(self) -> Method {
+        match self {
+            Endpoint::SessionValidate | Endpoint::SessionStats | Endpoint::CacheGet => Method::GET,
+            _ => Method::POST,
+        }
+    }
+
+    /// The route, as API Gateway and `cargo lambda watch` declare it.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::SessionCreate => "/api/session/create",
+            Endpoint::SessionValidate => "/api/session/validate",
+            Endpoint::SessionRefresh => "/api/session/refresh",
+            Endpoint::SessionLogout => "/api/session/logout",
+            Endpoint::SessionLogoutAll => "/api/session/logout-all",
+            Endpoint::SessionStats => "/api/session/stats",
+            Endpoint::CacheGet | Endpoint::CachePut => "/api/cache/user/{user_id}",
+        }
+    }
+
+    pub fn from_function(name: &str) -> Option<Endpoint> {
+        Endpoint::ALL.into_iter().find(|e| e.function() == name)
+    }
+}
+
+/// Serves one request for `endpoint`. Never panics on any input; every error is JSON.
+pub async fn handle(state: &State, endpoint: Endpoint, req: Request) -> Response<Body> {
+    let started = Instant::now();
+    let origin = http::allowed_origin(&req, &state.config.allowed_origins).map(str::to_owned);
+    if req.method() == Method::OPTIONS {
+        return http::preflight(origin.as_deref(), &endpoint.method());
+    }
+    let result = if req.method() != endpoint.method() {
+        Err(ApiError::method_not_allowed(endpoint.method().as_str()))
+    } else {
+        match endpoint {
+            Endpoint::SessionCreate => session::create(state, &req).await,
+            Endpoint::SessionValidate => session::validate(state, &req).await,
+            Endpoint::SessionRefresh => session::refresh(state, &req).await,
+            Endpoint::SessionLogout => session::logout(state, &req).await,
+            Endpoint::SessionLogoutAll => session::logout_all(state, &req).await,
+            Endpoint::SessionStats => stats::stats(state, &req).await,
+            Endpoint::CacheGet => cache::get(state, &req).await,
+            Endpoint::CachePut => cache::put(state, &req).await,
+        }
+    };
+    let mut response = match &result {
+        Ok(body) => http::json_response(StatusCode::OK, body.clone()),
+        Err(error) => {
+            // The extension reads `valid` from every validate answer.
+            let extra = (endpoint == Endpoint::SessionValidate
+                && error.status == StatusCode::UNAUTHORIZED)
+                .then_some(("valid", Value::Bool(false)));
+            http::error_response(error, extra)
+        }
+    };
+    http::add_cors(response.headers_mut(), origin.as_deref());
+    if endpoint.method() != req.method()
+        && let Ok(allow) = endpoint.method().as_str().parse()
+    {
+        response
+            .headers_mut()
+            .insert(lambda_http::http::header::ALLOW, allow);
+    }
+    log(state, endpoint, &result, started);
+    response
+}
+
+/// One line per request; never a token, a JWT or a secret.
+fn log(state: &State, endpoint: Endpoint, result: &Result<Value, ApiError>, started: Instant) {
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let backend = state.store.backend();
+    match result {
+        Ok(_) => tracing::info!(
+            endpoint = endpoint.function(),
+            status = 200,
+            backend,
+            elapsed_ms,
+            "served"
+        ),
+        Err(e) if e.status.is_server_error() => tracing::error!(
+            endpoint = endpoint.function(),
+            status = e.status.as_u16(),
+            code = e.code,
+            cause = e.detail.as_deref().unwrap_or(""),
+            backend,
+            elapsed_ms,
+            "failed"
+        ),
+        Err(e) => tracing::info!(
+            endpoint = endpoint.function(),
+            status = e.status.as_u16(),
+            code = e.code,
+            reason = e.detail.as_deref().unwrap_or(""),
+            backend,
+            elapsed_ms,
+            "refused"
+        ),
+    }
+}
+
+/// The session behind `X-Session-Token`, if it is active.
+pub(crate) async fn session_caller(
+    state: &State,
+    req: &Request,
+    now: i64,
+) -> Result<(SessionToken, Session), ApiError> {
+    if !http::has_header(req, SESSION_TOKEN_HEADER) {
+        return Err(ApiError::missing_credentials("the X-Session-Token header"));
+    }
+    let raw = http::header(req, SESSION_TOKEN_HEADER).unwrap_or_default();
+    let token = SessionToken::parse(raw)?;
+    match state.store.get(&token, now).await? {
+        Some(session) => Ok((token, session)),
+        None => Err(ApiError::invalid_token()),
+    }
+}
+
+/// The user id of the Clerk JWT in `Authorization: Bearer …`.
+pub(crate) async fn jwt_caller(state: &State, req: &Request) -> Result<String, ApiError> {
+    let Some(value) = http::header(req, "authorization") else {
+        return Err(ApiError::missing_credentials(
+            "an Authorization: Bearer <Clerk JWT> header",
+        ));
+    };
+    let jwt = match value.split_once(' ') {
+        Some((scheme, jwt)) if scheme.eq_ignore_ascii_case("bearer") && !jwt.trim().is_empty() => {
+            jwt.trim()
+        }
+        _ => {
+            return Err(ApiError::missing_credentials(
+                "an Authorization: Bearer <Clerk JWT> header",
+            ));
+        }
+    };
+    Ok(state.verifier.verify(jwt).await?)
+}
+
+/// The caller's user id from a session token when one is sent, else from a Clerk JWT.
+pub(crate) async fn any_caller(state: &State, req: &Request, now: i64) -> Result<String, ApiError> {
+    if http::has_header(req, SESSION_TOKEN_HEADER) {
+        let (_, session) = session_caller(state, req, now).await?;
+        return Ok(session.user_id);
+    }
+    if http::has_header(req, "authorization") {
+        return jwt_caller(state, req).await;
+    }
+    Err(ApiError::missing_credentials(
+        "an X-Session-Token header or an Authorization: Bearer <Clerk JWT> header",
+    ))
+}
+
+/// Unix seconds as RFC 3339, UTC.
+pub(crate) fn rfc3339(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// `expires_at` and `expires_in` of a session, as every session answer carries them.
+pub(crate) fn expiry_fields(session: &Session, now: i64) -> Value {
+    json!({
+        "user_id": session.user_id,
+        "expires_at": rfc3339(session.expiry()),
+        "expires_in": (session.expiry() - now).max(0),
+        "remember_me": session.remember_me,
+    })
+}

@@ -1,0 +1,139 @@
+//! Reading requests and writing responses: headers, bodies, path parameters, JSON, CORS.
+
+use crate::auth::origin_allowed;
+use crate::error::ApiError;
+use lambda_http::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::{Value, json};
+
+pub const SESSION_TOKEN_HEADER: &str = "x-session-token";
+const ALLOWED_HEADERS: &str = "Authorization, Content-Type, X-Session-Token";
+const PREFLIGHT_MAX_AGE: &str = "600";
+
+/// A header as text; `None` when absent, empty or not visible ASCII.
+pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// Whether the request carries a header at all, readable or not.
+pub fn has_header(req: &Request, name: &str) -> bool {
+    req.headers().contains_key(name)
+}
+
+/// The request body's bytes, refused past `limit`.
+pub fn body_bytes(req: &Request, limit: usize) -> Result<&[u8], ApiError> {
+    let bytes: &[u8] = match req.body() {
+        Body::Empty => &[],
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => &[],
+    };
+    if bytes.len() > limit {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    Ok(bytes)
+}
+
+/// The body as JSON; `None` for an empty body.
+pub fn json_body(req: &Request, limit: usize) -> Result<Option<Value>, ApiError> {
+    let bytes = body_bytes(req, limit)?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(bytes)
+        .map(Some)
+        .map_err(|e| ApiError::invalid_json(e.to_string()))
+}
+
+/// The path as the client sent it, without an API Gateway stage prefix.
+pub fn raw_path(req: &Request) -> &str {
+    match req.raw_http_path() {
+        "" => req.uri().path(),
+        path => path,
+    }
+}
+
+/// A `{name}` path parameter: from API Gateway when it extracted one, else the path segment
+/// after `prefix`, percent-decoded.
+pub fn path_parameter(req: &Request, name: &str, prefix: &str) -> Option<String> {
+    if let Some(value) = req.path_parameters_ref().and_then(|p| p.first(name)) {
+        return Some(value.to_owned());
+    }
+    let path = raw_path(req);
+    let rest = &path[path.find(prefix)? + prefix.len()..];
+    let segment = rest.strip_suffix('/').unwrap_or(rest);
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
+}
+
+/// A JSON response with `success` set from the status.
+pub fn json_response(status: StatusCode, mut body: Value) -> Response<Body> {
+    if let Value::Object(map) = &mut body {
+        map.insert("success".into(), Value::Bool(status.is_success()));
+    }
+    let mut response = Response::new(Body::Text(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+pub fn error_response(error: &ApiError, extra: Option<(&str, Value)>) -> Response<Body> {
+    let mut body = json!({ "error": { "code": error.code, "message": error.message } });
+    if let (Some((key, value)), Value::Object(map)) = (extra, &mut body) {
+        map.insert(key.to_owned(), value);
+    }
+    json_response(error.status, body)
+}
+
+/// The request's `Origin` when it is one of `allowed`.
+pub fn allowed_origin<'a>(req: &'a Request, allowed: &[String]) -> Option<&'a str> {
+    header(req, "origin").filter(|origin| origin_allowed(allowed, origin))
+}
+
+/// Adds the CORS headers for an allowed origin; a refused origin gets none, so the browser
+/// keeps the response from the page.
+pub fn add_cors(headers: &mut HeaderMap, origin: Option<&str>) {
+    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    if let Some(value) = origin.and_then(|o| HeaderValue::from_str(o).ok()) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+    }
+}
+
+/// The answer to an `OPTIONS` preflight for a route served with `method`.
+pub fn preflight(origin: Option<&str>, method: &Method) -> Response<Body> {
+    let Some(origin) = origin else {
+        let error = ApiError::new(
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            "this origin may not call the API",
+        );
+        return error_response(&error, None);
+    };
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let headers = response.headers_mut();
+    add_cors(headers, Some(origin));
+    let methods = format!("{method}, OPTIONS");
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_str(&methods).expect("method names are header-safe"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static(ALLOWED_HEADERS),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static(PREFLIGHT_MAX_AGE),
+    );
+    response
+}
