@@ -49,7 +49,8 @@ pub fn json_body(req: &Request, limit: usize) -> Result<Option<Value>, ApiError>
         .map_err(|e| ApiError::invalid_json(e.to_string()))
 }
 
-/// The path as the client sent it, without an API Gateway stage prefix.
+/// The path as the client sent it (REST APIs: without the stage; HTTP APIs on a named stage
+/// keep it, so callers search for their prefix rather than anchor on it).
 pub fn raw_path(req: &Request) -> &str {
     match req.raw_http_path() {
         "" => req.uri().path(),
@@ -116,7 +117,9 @@ pub fn preflight(origin: Option<&str>, method: &Method) -> Response<Body> {
             "origin_not_allowed",
             "this origin may not call the API",
         );
-        return error_response(&error, None);
+        let mut response = error_response(&error, None);
+        add_cors(response.headers_mut(), None);
+        return response;
     };
     let mut response = Response::new(Body::Empty);
     *response.status_mut() = StatusCode::NO_CONTENT;
