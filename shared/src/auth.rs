@@ -92,6 +92,8 @@ impl Verifier {
         validation.validate_aud = false;
         validation.set_required_spec_claims(&["exp", "sub"]);
         if let Some(issuer) = &config.clerk_issuer {
+            // jsonwebtoken checks `iss` only when present: require it too.
+            validation.set_required_spec_claims(&["exp", "sub", "iss"]);
             validation.set_issuer(&[issuer]);
         }
         Ok(Verifier {
