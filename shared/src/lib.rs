@@ -10,6 +10,7 @@ pub mod error;
 pub mod handlers;
 pub mod http;
 pub mod lambda;
+pub mod metrics;
 pub mod session;
 pub mod state;
 pub mod store;

@@ -1,7 +1,7 @@
 //! Every endpoint's handler, as a plain async function of the state and the request.
 //!
 //! [`handle`] is what a Lambda binary runs: CORS preflight, method check, the endpoint's own
-//! function, then one JSON response and one log line.
+//! function, then one JSON response, one log line and one metrics (EMF) line.
 
 pub mod cache;
 pub mod session;
@@ -9,6 +9,7 @@ pub mod stats;
 
 use crate::error::ApiError;
 use crate::http::{self, SESSION_TOKEN_HEADER};
+use crate::metrics::Invocation;
 use crate::session::Session;
 use crate::state::State;
 use crate::token::SessionToken;
@@ -88,9 +89,10 @@ pub async fn handle(state: &State, endpoint: Endpoint, req: Request) -> Response
     if req.method() == Method::OPTIONS {
         return http::preflight(origin.as_deref(), &endpoint.method());
     }
-    let result = if req.method() != endpoint.method() {
-        Err(ApiError::method_not_allowed(endpoint.method().as_str()))
-    } else {
+    let (result, store_latency) = crate::metrics::with_store_timer(async {
+        if req.method() != endpoint.method() {
+            return Err(ApiError::method_not_allowed(endpoint.method().as_str()));
+        }
         match endpoint {
             Endpoint::SessionCreate => session::create(state, &req).await,
             Endpoint::SessionValidate => session::validate(state, &req).await,
@@ -101,7 +103,8 @@ pub async fn handle(state: &State, endpoint: Endpoint, req: Request) -> Response
             Endpoint::CacheGet => cache::get(state, &req).await,
             Endpoint::CachePut => cache::put(state, &req).await,
         }
-    };
+    })
+    .await;
     let mut response = match &result {
         Ok(body) => http::json_response(StatusCode::OK, body.clone()),
         Err(error) => {
@@ -121,6 +124,16 @@ pub async fn handle(state: &State, endpoint: Endpoint, req: Request) -> Response
             .insert(lambda_http::http::header::ALLOW, allow);
     }
     log(state, endpoint, &result, started);
+    let invocation = Invocation {
+        operation: endpoint.function(),
+        outcome: result.as_ref().map_or_else(|e| e.code, |_| "ok"),
+        status: response.status().as_u16(),
+        store: state.store.backend(),
+        store_latency,
+        latency: started.elapsed(),
+        fallback: false,
+    };
+    println!("{}", invocation.emf(chrono::Utc::now().timestamp_millis()));
     response
 }
 

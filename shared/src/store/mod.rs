@@ -64,14 +64,17 @@ pub enum Store {
     Dynamodb(DynamoStore),
 }
 
-/// Calls the same method on whichever backend this is.
+/// Calls the same method on whichever backend this is, timing it for the request's metrics.
 macro_rules! backend {
     ($self:ident, $s:ident => $call:expr) => {
-        match $self {
-            Store::Memory($s) => $call,
-            Store::Redis($s) => $call,
-            Store::Dynamodb($s) => $call,
-        }
+        crate::metrics::time_store(async {
+            match $self {
+                Store::Memory($s) => $call,
+                Store::Redis($s) => $call,
+                Store::Dynamodb($s) => $call,
+            }
+        })
+        .await
     };
 }
 
