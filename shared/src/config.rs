@@ -46,6 +46,14 @@ pub struct Config {
     pub user_cache_ttl: u64,
     /// Largest user-cache body accepted, in bytes.
     pub cache_max_bytes: usize,
+    /// Sessions one user may hold; creating one more evicts the oldest.
+    pub max_sessions_per_user: usize,
+    /// With Redis in front of DynamoDB: how often a container rereads the store epoch, the bound
+    /// on how long a session revoked during a Redis outage can still be accepted.
+    pub epoch_check_interval: Duration,
+    /// With Redis in front of DynamoDB: how long to serve from DynamoDB alone after a Redis
+    /// failure before trying Redis again.
+    pub redis_retry_after: Duration,
     /// Where Clerk's signing key comes from.
     pub clerk_key: ClerkKey,
     /// Required `iss` of Clerk JWTs, when set.
@@ -84,6 +92,8 @@ pub const DEFAULT_CACHE_MAX_BYTES: usize = 64 * 1024;
 pub const DEFAULT_REDIS_CONNECT_TIMEOUT_MS: u64 = 300;
 pub const DEFAULT_REDIS_COMMAND_TIMEOUT_MS: u64 = 250;
 pub const DEFAULT_DYNAMODB_TIMEOUT_MS: u64 = 3_000;
+pub const DEFAULT_EPOCH_CHECK_INTERVAL_MS: u64 = 2_000;
+pub const DEFAULT_REDIS_RETRY_AFTER_MS: u64 = 1_000;
 
 impl Config {
     /// Reads the process environment.
@@ -195,6 +205,16 @@ impl Config {
             session_max_lifetime: seconds("SESSION_MAX_LIFETIME", DEFAULT_SESSION_MAX_LIFETIME)?,
             user_cache_ttl: seconds("USER_CACHE_TTL", DEFAULT_USER_CACHE_TTL)?,
             cache_max_bytes,
+            max_sessions_per_user: positive(
+                "MAX_SESSIONS_PER_USER",
+                get("MAX_SESSIONS_PER_USER"),
+                crate::store::DEFAULT_MAX_SESSIONS_PER_USER as u64,
+            )? as usize,
+            epoch_check_interval: millis(
+                "EPOCH_CHECK_INTERVAL_MS",
+                DEFAULT_EPOCH_CHECK_INTERVAL_MS,
+            )?,
+            redis_retry_after: millis("REDIS_RETRY_AFTER_MS", DEFAULT_REDIS_RETRY_AFTER_MS)?,
             clerk_key,
             clerk_issuer: get("CLERK_ISSUER"),
             allowed_origins: list("ALLOWED_ORIGINS"),
@@ -284,8 +304,14 @@ mod tests {
             ("SESSION_TABLE", "sessions"),
             ("DYNAMODB_ENDPOINT", "http://127.0.0.1:5000"),
             ("CACHE_MAX_BYTES", "10"),
+            ("MAX_SESSIONS_PER_USER", "5"),
+            ("EPOCH_CHECK_INTERVAL_MS", "500"),
+            ("REDIS_RETRY_AFTER_MS", "250"),
         ])
         .unwrap();
+        assert_eq!(c.max_sessions_per_user, 5);
+        assert_eq!(c.epoch_check_interval, Duration::from_millis(500));
+        assert_eq!(c.redis_retry_after, Duration::from_millis(250));
         assert_eq!(c.store, StoreKind::Redis);
         assert_eq!(c.redis_mode, RedisMode::Cluster);
         assert_eq!(c.session_timeout, 60);

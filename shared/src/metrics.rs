@@ -9,24 +9,47 @@ use std::time::{Duration, Instant};
 pub const NAMESPACE: &str = "SessionService";
 
 tokio::task_local! {
-    /// Time spent in store calls by the request this task serves.
-    static STORE_TIME: Cell<Duration>;
+    /// What the store did for the request this task serves.
+    static REQUEST: StoreUse;
+}
+
+#[derive(Default)]
+struct StoreUse {
+    time: Cell<Duration>,
+    fell_back: Cell<bool>,
+}
+
+/// The store's share of one request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreReport {
+    pub latency: Duration,
+    /// Served by DynamoDB because Redis failed or was being skipped.
+    pub fell_back: bool,
 }
 
 /// Runs one store call, adding its time to the request's total when one is being kept.
 pub async fn time_store<F: Future>(call: F) -> F::Output {
     let started = Instant::now();
     let out = call.await;
-    let _ = STORE_TIME.try_with(|total| total.set(total.get() + started.elapsed()));
+    let _ = REQUEST.try_with(|r| r.time.set(r.time.get() + started.elapsed()));
     out
 }
 
-/// Runs a request, returning what it answered and how long its store calls took.
-pub async fn with_store_timer<F: Future>(request: F) -> (F::Output, Duration) {
-    STORE_TIME
-        .scope(Cell::new(Duration::ZERO), async {
+/// Marks the request being served as a fallback to the second store.
+pub fn note_fallback() {
+    let _ = REQUEST.try_with(|r| r.fell_back.set(true));
+}
+
+/// Runs a request, returning what it answered and what its store calls did.
+pub async fn with_store_timer<F: Future>(request: F) -> (F::Output, StoreReport) {
+    REQUEST
+        .scope(StoreUse::default(), async {
             let out = request.await;
-            (out, STORE_TIME.with(Cell::get))
+            let report = REQUEST.with(|r| StoreReport {
+                latency: r.time.get(),
+                fell_back: r.fell_back.get(),
+            });
+            (out, report)
         })
         .await
 }
@@ -85,14 +108,18 @@ mod tests {
 
     #[tokio::test]
     async fn store_time_adds_up_inside_a_request_only() {
-        let ((), total) = with_store_timer(async {
+        let ((), report) = with_store_timer(async {
             time_store(tokio::time::sleep(Duration::from_millis(5))).await;
             time_store(tokio::time::sleep(Duration::from_millis(5))).await;
         })
         .await;
-        assert!(total >= Duration::from_millis(10), "{total:?}");
+        assert!(report.latency >= Duration::from_millis(10), "{report:?}");
+        assert!(!report.fell_back);
+        let ((), report) = with_store_timer(async { note_fallback() }).await;
+        assert!(report.fell_back);
         // Outside a request nothing is kept, and nothing fails.
         time_store(async {}).await;
+        note_fallback();
     }
 
     #[test]

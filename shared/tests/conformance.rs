@@ -364,6 +364,38 @@ async fn a_store_dump_holds_no_token(subject: Subject) {
     }
 }
 
+async fn creating_past_the_cap_evicts_the_oldest(subject: Subject) {
+    let store = subject.store.with_max_sessions(3);
+    let user = unique("user");
+    let now = now_unix();
+    let mut tokens = Vec::new();
+    for age in [40, 30, 20, 10] {
+        let token = SessionToken::mint(&user);
+        let session = Session::new(&user, false, None, LIFETIMES, now - age);
+        store.create(&token, &session).await.unwrap();
+        tokens.push(token);
+    }
+    assert_eq!(
+        store.get(&tokens[0], now).await.unwrap(),
+        None,
+        "the oldest is evicted"
+    );
+    for token in &tokens[1..] {
+        assert!(store.get(token, now).await.unwrap().is_some());
+    }
+    let stats = store
+        .user_stats(&UserKey::for_user(&user), now)
+        .await
+        .unwrap();
+    assert_eq!(stats.active_sessions, 3);
+    assert_eq!(stats.oldest_created_at, Some(now - 30));
+    // Another user's sessions do not count against this one's cap.
+    let other = unique("other");
+    let (other_token, _) = new_session(&store, &other, false, LIFETIMES).await;
+    assert!(store.get(&other_token, now_unix()).await.unwrap().is_some());
+    assert!(store.get(&tokens[1], now).await.unwrap().is_some());
+}
+
 macro_rules! conformance {
     ($($store:ident: $subject:expr;)+) => {$(
         mod $store {
@@ -380,6 +412,7 @@ macro_rules! conformance {
                 user_cache_put_get_overwrite_expire,
                 tampered_tokens_are_not_found,
                 a_store_dump_holds_no_token,
+                creating_past_the_cap_evicts_the_oldest,
             );
         }
     )+};
@@ -396,4 +429,5 @@ conformance! {
     redis: support::stores::redis_standalone().await;
     redis_cluster: support::stores::redis_cluster().await;
     dynamodb: support::stores::dynamodb().await;
+    redis_in_front_of_dynamodb: support::stores::tiered().await;
 }

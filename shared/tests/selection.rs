@@ -53,53 +53,76 @@ async fn select(config: &Config) -> (Result<Store, SelectError>, Duration) {
 }
 
 #[tokio::test]
-async fn auto_takes_redis_when_it_answers() {
+async fn auto_puts_redis_in_front_of_dynamodb_when_both_are_set() {
     let server = RedisServer::start();
     let (store, _) = select(&config(&[
         ("REDIS_URL", &server.url()),
         ("SESSION_TABLE", "unused"),
     ]))
     .await;
-    assert_eq!(store.unwrap().backend(), "redis");
+    assert_eq!(store.unwrap().backend(), "redis+dynamodb");
 }
 
 #[tokio::test]
-async fn auto_falls_through_to_dynamodb_when_redis_never_answers() {
+async fn a_table_alone_is_dynamodb_and_redis_alone_is_redis() {
+    let (store, _) = select(&config(&[("SESSION_TABLE", "sessions")])).await;
+    assert_eq!(store.unwrap().backend(), "dynamodb");
+    let server = RedisServer::start();
+    let (store, _) = select(&config(&[("REDIS_URL", &server.url())])).await;
+    assert_eq!(store.unwrap().backend(), "redis");
+    let (store, _) = select(&config(&[
+        ("SESSION_STORE", "redis"),
+        ("REDIS_URL", &server.url()),
+        ("SESSION_TABLE", "sessions"),
+    ]))
+    .await;
+    assert_eq!(store.unwrap().backend(), "redis", "named, Redis alone");
+}
+
+#[tokio::test]
+async fn auto_serves_from_dynamodb_when_redis_never_answers() {
     let (_listener, url) = silent_port();
     let endpoint = Moto::shared().endpoint();
     let table = unique("sessions");
     let config = config(&[
         ("REDIS_URL", &url),
         ("REDIS_CONNECT_TIMEOUT_MS", "200"),
+        ("REDIS_COMMAND_TIMEOUT_MS", "200"),
         ("SESSION_TABLE", &table),
         ("DYNAMODB_ENDPOINT", &endpoint),
     ]);
     let (store, took) = select(&config).await;
-    let store = store.expect("falls through to DynamoDB");
-    assert_eq!(store.backend(), "dynamodb");
+    let store = store.expect("starts, serving from DynamoDB");
+    assert_eq!(store.backend(), "redis+dynamodb");
     assert!(
         took < LOOSE_BOUND,
         "selection took {took:?}: the connect timeout is not applied"
     );
 
-    // The store it picked is the configured table on the configured endpoint.
-    let Store::Dynamodb(dynamo) = &store else {
-        unreachable!()
-    };
-    assert_eq!(dynamo.table(), table);
-    dynamo.ensure_table().await.unwrap();
+    // It serves from the configured table on the configured endpoint while Redis is silent.
+    support::stores::dynamo_store(&endpoint, &table)
+        .ensure_table()
+        .await
+        .unwrap();
     let token = SessionToken::mint("user_1");
     let session = shared::Session::new("user_1", false, None, lifetimes(), now_unix());
+    let started = Instant::now();
     store.create(&token, &session).await.unwrap();
     assert!(store.get(&token, now_unix()).await.unwrap().is_some());
+    assert!(started.elapsed() < LOOSE_BOUND, "{:?}", started.elapsed());
+    let record = Store::Dynamodb(support::stores::dynamo_store(&endpoint, &table));
+    assert!(
+        record.get(&token, now_unix()).await.unwrap().is_some(),
+        "the session is in the table"
+    );
 }
 
 #[tokio::test]
-async fn auto_falls_through_when_redis_refuses_connections() {
+async fn auto_serves_from_dynamodb_when_redis_refuses_connections() {
     let url = format!("redis://127.0.0.1:{}", free_port());
     let config = config(&[("REDIS_URL", &url), ("SESSION_TABLE", "sessions")]);
     let (store, took) = select(&config).await;
-    assert_eq!(store.unwrap().backend(), "dynamodb");
+    assert_eq!(store.unwrap().backend(), "redis+dynamodb");
     assert!(took < LOOSE_BOUND, "{took:?}");
 }
 

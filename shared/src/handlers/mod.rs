@@ -89,7 +89,7 @@ pub async fn handle(state: &State, endpoint: Endpoint, req: Request) -> Response
     if req.method() == Method::OPTIONS {
         return http::preflight(origin.as_deref(), &endpoint.method());
     }
-    let (result, store_latency) = crate::metrics::with_store_timer(async {
+    let (result, store_use) = crate::metrics::with_store_timer(async {
         if req.method() != endpoint.method() {
             return Err(ApiError::method_not_allowed(endpoint.method().as_str()));
         }
@@ -129,9 +129,9 @@ pub async fn handle(state: &State, endpoint: Endpoint, req: Request) -> Response
         outcome: result.as_ref().map_or_else(|e| e.code, |_| "ok"),
         status: response.status().as_u16(),
         store: state.store.backend(),
-        store_latency,
+        store_latency: store_use.latency,
         latency: started.elapsed(),
-        fallback: false,
+        fallback: store_use.fell_back,
     };
     println!("{}", invocation.emf(chrono::Utc::now().timestamp_millis()));
     response

@@ -29,6 +29,7 @@ type Item = HashMap<String, AttributeValue>;
 pub struct DynamoStore {
     client: Client,
     table: String,
+    max_sessions: usize,
 }
 
 impl DynamoStore {
@@ -53,7 +54,14 @@ impl DynamoStore {
         DynamoStore {
             client,
             table: table.to_owned(),
+            max_sessions: super::DEFAULT_MAX_SESSIONS_PER_USER,
         }
+    }
+
+    /// Caps the sessions one user may hold; creating one more evicts the oldest.
+    pub fn with_max_sessions(mut self, max_sessions: usize) -> Self {
+        self.max_sessions = max_sessions.max(1);
+        self
     }
 
     pub fn client(&self) -> &Client {
@@ -147,7 +155,70 @@ impl DynamoStore {
             .send()
             .await
             .map_err(store_error)?;
+        self.evict_past_cap(user, &session_sk(hash)).await
+    }
+
+    /// Deletes the oldest active sessions of a user past the cap, keeping `newest_sk`. One
+    /// strongly consistent Query, and deletes only when over.
+    async fn evict_past_cap(&self, user: &UserKey, newest_sk: &str) -> Result<(), StoreError> {
+        let now = crate::session::now_unix();
+        let mut active: Vec<(i64, String)> = self
+            .query_sessions(user)
+            .await?
+            .iter()
+            .filter_map(|item| {
+                let sk = item.get("sk")?.as_s().ok()?.clone();
+                let session = decode(user, item).ok()?;
+                (session.is_active(now) && sk != newest_sk).then_some((session.created_at, sk))
+            })
+            .collect();
+        if active.len() < self.max_sessions {
+            return Ok(());
+        }
+        active.sort();
+        let excess = active.len() + 1 - self.max_sessions;
+        let keys: Vec<Item> = active[..excess]
+            .iter()
+            .map(|(_, sk)| key(user, sk))
+            .collect();
+        for chunk in keys.chunks(BATCH) {
+            self.delete_batch(chunk).await?;
+        }
         Ok(())
+    }
+
+    /// The store epoch (see `tiered`): 0 until the first Redis failure bumps it.
+    pub(super) async fn epoch(&self) -> Result<u64, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(epoch_key()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(store_error)?;
+        match out.item() {
+            None => Ok(0),
+            Some(item) => Ok(int(item, "epoch")?.max(0) as u64),
+        }
+    }
+
+    /// Moves the store epoch on by one and returns the new value.
+    pub(super) async fn bump_epoch(&self) -> Result<u64, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(epoch_key()))
+            .update_expression("ADD epoch :one")
+            .expression_attribute_values(":one", number(1))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(store_error)?;
+        let attributes = out.attributes().ok_or_else(|| corrupt("epoch"))?;
+        Ok(int(attributes, "epoch")?.max(0) as u64)
     }
 
     pub(super) async fn get(
@@ -395,6 +466,13 @@ fn key(user: &UserKey, sk: &str) -> Item {
     HashMap::from([
         ("pk".to_owned(), AttributeValue::S(pk(user))),
         ("sk".to_owned(), AttributeValue::S(sk.to_owned())),
+    ])
+}
+
+fn epoch_key() -> Item {
+    HashMap::from([
+        ("pk".to_owned(), AttributeValue::S("META".to_owned())),
+        ("sk".to_owned(), AttributeValue::S("EPOCH".to_owned())),
     ])
 }
 

@@ -7,9 +7,19 @@ use crate::token::{TokenHash, UserKey};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
+    max_sessions: usize,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore {
+            inner: Arc::default(),
+            max_sessions: super::DEFAULT_MAX_SESSIONS_PER_USER,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -21,6 +31,12 @@ struct Inner {
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Caps the sessions one user may hold; creating one more evicts the oldest.
+    pub fn with_max_sessions(mut self, max_sessions: usize) -> Self {
+        self.max_sessions = max_sessions.max(1);
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -36,11 +52,21 @@ impl MemoryStore {
         hash: &TokenHash,
         session: &Session,
     ) -> Result<(), StoreError> {
-        self.lock()
-            .sessions
-            .entry(user.clone())
-            .or_default()
-            .insert(*hash, session.clone());
+        let now = crate::session::now_unix();
+        let mut inner = self.lock();
+        let sessions = inner.sessions.entry(user.clone()).or_default();
+        sessions.retain(|h, s| h != hash && s.is_active(now));
+        while sessions.len() >= self.max_sessions {
+            let oldest = sessions
+                .iter()
+                .min_by_key(|(_, s)| s.created_at)
+                .map(|(h, _)| *h);
+            match oldest {
+                Some(h) => sessions.remove(&h),
+                None => break,
+            };
+        }
+        sessions.insert(*hash, session.clone());
         Ok(())
     }
 

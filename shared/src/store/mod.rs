@@ -8,15 +8,21 @@ mod dynamodb;
 mod memory;
 mod redis;
 mod select;
+mod tiered;
 
 pub use dynamodb::DynamoStore;
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 pub use select::SelectError;
+pub use tiered::{RedisConnect, TieredStore};
 
 use crate::session::{GlobalStats, Session, UserStats};
 use crate::token::{SessionToken, UserKey};
 use std::fmt;
+
+/// Sessions one user may hold unless `MAX_SESSIONS_PER_USER` says otherwise; creating one more
+/// evicts the oldest, so no user's sessions grow without bound.
+pub const DEFAULT_MAX_SESSIONS_PER_USER: usize = 50;
 
 /// A store failure; every one becomes a 503 for the caller.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -62,6 +68,8 @@ pub enum Store {
     Memory(MemoryStore),
     Redis(RedisStore),
     Dynamodb(DynamoStore),
+    /// Redis in front of DynamoDB, when both are configured.
+    Tiered(TieredStore),
 }
 
 /// Calls the same method on whichever backend this is, timing it for the request's metrics.
@@ -72,6 +80,7 @@ macro_rules! backend {
                 Store::Memory($s) => $call,
                 Store::Redis($s) => $call,
                 Store::Dynamodb($s) => $call,
+                Store::Tiered($s) => $call,
             }
         })
         .await
@@ -85,6 +94,17 @@ impl Store {
             Store::Memory(_) => "memory",
             Store::Redis(_) => "redis",
             Store::Dynamodb(_) => "dynamodb",
+            Store::Tiered(_) => "redis+dynamodb",
+        }
+    }
+
+    /// Caps the sessions one user may hold; creating one more evicts the oldest.
+    pub fn with_max_sessions(self, max_sessions: usize) -> Self {
+        match self {
+            Store::Memory(s) => Store::Memory(s.with_max_sessions(max_sessions)),
+            Store::Redis(s) => Store::Redis(s.with_max_sessions(max_sessions)),
+            Store::Dynamodb(s) => Store::Dynamodb(s.with_max_sessions(max_sessions)),
+            Store::Tiered(s) => Store::Tiered(s.with_max_sessions(max_sessions)),
         }
     }
 

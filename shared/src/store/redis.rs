@@ -19,22 +19,56 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 const BACKEND: &str = "redis";
+/// What a logged-out session's field holds with Redis in front of DynamoDB.
+const TOMBSTONE: &str = "revoked";
+/// How long a logout-all marker outlives the logout: read-repairs in flight finish well within.
+const REVOCATION_MARKER_SECS: u64 = 60;
 
-/// Stores a session after sweeping the user's lapsed ones, and keeps the hash alive as long as
-/// its longest-lived session.
-/// KEYS[1] the user's hash; ARGV: field, record, now, expiry.
+/// What a checked write requires the field to hold.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Expect<'a> {
+    Absent,
+    /// The record as read before (compare-and-set).
+    Exactly(&'a str),
+    /// Anything but a tombstone.
+    Anything,
+}
+
+/// What a user's hash holds for one token.
+pub(super) enum Entry {
+    Absent,
+    /// Logged out (with Redis in front of DynamoDB).
+    Revoked,
+    Session {
+        session: Session,
+        epoch: u64,
+        /// The stored record, for a compare-and-set repair.
+        raw: String,
+    },
+}
+
+/// Stores a session after sweeping the user's lapsed ones and, past the per-user cap, evicting
+/// the oldest; keeps the hash alive as long as its longest-lived session.
+/// KEYS[1] the user's hash; ARGV: field, record, now, expiry, cap.
 static CREATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local key, now, expiry = KEYS[1], tonumber(ARGV[3]), tonumber(ARGV[4])
+local key, field, now, expiry, cap = KEYS[1], ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local all = redis.call('HGETALL', key)
+local live = {}
 for i = 1, #all, 2 do
-  local e, a = string.match(all[i + 1], '^%d+|(%d+)|(%d+)|')
-  if not e or math.min(tonumber(e), tonumber(a)) <= now then
+  local c, e, a = string.match(all[i + 1], '^(%d+)|(%d+)|(%d+)|')
+  if not c or math.min(tonumber(e), tonumber(a)) <= now then
     redis.call('HDEL', key, all[i])
+  elseif all[i] ~= field then
+    table.insert(live, {tonumber(c), all[i]})
   end
 end
-redis.call('HSET', key, ARGV[1], ARGV[2])
+if #live >= cap then
+  table.sort(live, function(x, y) return x[1] < y[1] end)
+  for i = 1, #live - cap + 1 do redis.call('HDEL', key, live[i][2]) end
+end
+redis.call('HSET', key, field, ARGV[2])
 if redis.call('EXPIRETIME', key) < expiry then
   redis.call('EXPIREAT', key, expiry)
 end
@@ -56,14 +90,48 @@ if not created then return redis.error_reply('ERR corrupt session record') end
 a = tonumber(a)
 if math.min(tonumber(e), a) <= now then return false end
 local expiry = math.min(now + tonumber(idle), a)
-local ua = string.sub(v, string.len(string.match(v, '^%d+|%d+|%d+|%d+|[01]|%d+|')) + 1)
+local tail = string.sub(v, string.len(string.match(v, '^%d+|%d+|%d+|%d+|[01]|%d+|')) + 1)
 local record = table.concat({created, string.format('%d', expiry), string.format('%d', a), idle, rest,
-  string.format('%d', now), ua}, '|')
+  string.format('%d', now), tail}, '|')
 redis.call('HSET', key, field, record)
 if redis.call('EXPIRETIME', key) < expiry then
   redis.call('EXPIREAT', key, expiry)
 end
 return record
+",
+    )
+});
+
+/// Writes a session read back from the record (DynamoDB) unless Redis changed meanwhile:
+/// the field must still hold `expected` (empty: be absent; `*`: anything), must not be a logout tombstone,
+/// and a logout-all marker must not postdate the session's creation.
+/// KEYS[1] the user's hash; ARGV: field, record, expiry, expected, created.
+static PUT_CHECKED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local key, field, expiry = KEYS[1], ARGV[1], tonumber(ARGV[3])
+local current = redis.call('HGET', key, field)
+if current == 'revoked' or (ARGV[4] ~= '*' and (current or '') ~= ARGV[4]) then return 0 end
+local marker = redis.call('HGET', key, 'revoked_before')
+if marker and tonumber(ARGV[5]) <= tonumber(marker) then return 0 end
+redis.call('HSET', key, field, ARGV[2])
+if redis.call('EXPIREAT', key, expiry, 'GT') == 0 and redis.call('TTL', key) < 0 then
+  redis.call('EXPIREAT', key, expiry)
+end
+return 1
+",
+    )
+});
+
+/// Ends every session of a user and leaves a marker that stops a concurrent read-repair from
+/// writing one back. KEYS[1] the user's hash; ARGV: now, marker lifetime (s).
+static REVOKE_USER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'revoked_before', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
 ",
     )
 });
@@ -88,6 +156,7 @@ return active
 pub struct RedisStore {
     conn: Conn,
     command_timeout: Duration,
+    max_sessions: usize,
 }
 
 /// The one connection of this container: standalone or cluster, both multiplexed and both
@@ -194,7 +263,14 @@ impl RedisStore {
         Ok(RedisStore {
             conn,
             command_timeout,
+            max_sessions: super::DEFAULT_MAX_SESSIONS_PER_USER,
         })
+    }
+
+    /// Caps the sessions one user may hold; creating one more evicts the oldest.
+    pub fn with_max_sessions(mut self, max_sessions: usize) -> Self {
+        self.max_sessions = max_sessions.max(1);
+        self
     }
 
     pub fn is_cluster(&self) -> bool {
@@ -223,12 +299,24 @@ impl RedisStore {
         hash: &TokenHash,
         session: &Session,
     ) -> Result<(), StoreError> {
+        self.put(user, hash, session, 0).await
+    }
+
+    /// Writes a session stamped with `epoch` (see `tiered`), enforcing the per-user cap.
+    pub(super) async fn put(
+        &self,
+        user: &UserKey,
+        hash: &TokenHash,
+        session: &Session,
+        epoch: u64,
+    ) -> Result<(), StoreError> {
         let mut invocation = CREATE.key(sessions_key(user));
         invocation
             .arg(hash.as_bytes().as_slice())
-            .arg(encode(session))
+            .arg(encode(session, epoch))
             .arg(crate::session::now_unix())
-            .arg(session.expiry());
+            .arg(session.expiry())
+            .arg(self.max_sessions);
         self.run(|mut c| async move { invocation.invoke_async::<()>(&mut c).await })
             .await
     }
@@ -238,6 +326,30 @@ impl RedisStore {
         user: &UserKey,
         hash: &TokenHash,
     ) -> Result<Option<Session>, StoreError> {
+        Ok(self
+            .get_entry(user, hash)
+            .await?
+            .map(|(session, _)| session))
+    }
+
+    /// A session and the epoch it was written under; one `HGET`.
+    pub(super) async fn get_entry(
+        &self,
+        user: &UserKey,
+        hash: &TokenHash,
+    ) -> Result<Option<(Session, u64)>, StoreError> {
+        match self.get_raw(user, hash).await? {
+            Entry::Session { session, epoch, .. } => Ok(Some((session, epoch))),
+            Entry::Revoked | Entry::Absent => Ok(None),
+        }
+    }
+
+    /// What the user's hash holds for one token, raw record included; one `HGET`.
+    pub(super) async fn get_raw(
+        &self,
+        user: &UserKey,
+        hash: &TokenHash,
+    ) -> Result<Entry, StoreError> {
         let record: Option<String> = self
             .run(|mut c| async move {
                 redis::cmd("HGET")
@@ -247,7 +359,67 @@ impl RedisStore {
                     .await
             })
             .await?;
-        record.map(|r| decode(user, &r)).transpose()
+        Ok(match record {
+            None => Entry::Absent,
+            Some(r) if r == TOMBSTONE => Entry::Revoked,
+            Some(raw) => {
+                let (session, epoch) = decode(user, &raw)?;
+                Entry::Session {
+                    session,
+                    epoch,
+                    raw,
+                }
+            }
+        })
+    }
+
+    /// Writes `session` only if the field still holds what is `expected` and no logout since
+    /// forbids it; `true` if written.
+    pub(super) async fn put_checked(
+        &self,
+        user: &UserKey,
+        hash: &TokenHash,
+        session: &Session,
+        epoch: u64,
+        expected: Expect<'_>,
+    ) -> Result<bool, StoreError> {
+        let expected = match expected {
+            Expect::Absent => "",
+            Expect::Exactly(raw) => raw,
+            Expect::Anything => "*",
+        };
+        let mut invocation = PUT_CHECKED.key(sessions_key(user));
+        invocation
+            .arg(hash.as_bytes().as_slice())
+            .arg(encode(session, epoch))
+            .arg(session.expiry())
+            .arg(expected)
+            .arg(session.created_at);
+        let written: u8 = self
+            .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+            .await?;
+        Ok(written == 1)
+    }
+
+    /// Replaces a session by a tombstone, so no read-repair in flight can bring it back.
+    pub(super) async fn revoke(&self, user: &UserKey, hash: &TokenHash) -> Result<(), StoreError> {
+        self.run(|mut c| async move {
+            redis::cmd("HSET")
+                .arg(sessions_key(user))
+                .arg(hash.as_bytes().as_slice())
+                .arg(TOMBSTONE)
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    /// Ends every session of a user, leaving a short-lived marker against read-repairs.
+    pub(super) async fn revoke_user(&self, user: &UserKey, now: i64) -> Result<(), StoreError> {
+        let mut invocation = REVOKE_USER.key(sessions_key(user));
+        invocation.arg(now).arg(REVOCATION_MARKER_SECS);
+        self.run(|mut c| async move { invocation.invoke_async::<()>(&mut c).await })
+            .await
     }
 
     pub(super) async fn refresh(
@@ -261,7 +433,10 @@ impl RedisStore {
         let record: Option<String> = self
             .run(|mut c| async move { invocation.invoke_async(&mut c).await })
             .await?;
-        record.map(|r| decode(user, &r)).transpose()
+        Ok(record
+            .map(|r| decode(user, &r))
+            .transpose()?
+            .map(|(s, _)| s))
     }
 
     pub(super) async fn delete(
@@ -297,7 +472,11 @@ impl RedisStore {
                     .await
             })
             .await?;
-        records.iter().map(|(_, r)| decode(user, r)).collect()
+        records
+            .iter()
+            .filter(|(field, value)| field.len() == 32 && value != TOMBSTONE)
+            .map(|(_, r)| decode(user, r).map(|(session, _)| session))
+            .collect()
     }
 
     pub(super) async fn global_stats(&self, now: i64) -> Result<GlobalStats, StoreError> {
@@ -327,6 +506,15 @@ impl RedisStore {
         user: &UserKey,
         now: i64,
     ) -> Result<Option<String>, StoreError> {
+        Ok(self.cache_entry(user, now).await?.map(|(json, _)| json))
+    }
+
+    /// A user's cached data and the epoch it was written under, if not expired.
+    pub(super) async fn cache_entry(
+        &self,
+        user: &UserKey,
+        now: i64,
+    ) -> Result<Option<(String, u64)>, StoreError> {
         let value: Option<String> = self
             .run(|mut c| async move {
                 redis::cmd("GET")
@@ -336,11 +524,15 @@ impl RedisStore {
             })
             .await?;
         let Some(value) = value else { return Ok(None) };
-        let (expires_at, json) = value
-            .split_once('|')
-            .and_then(|(t, json)| Some((t.parse::<i64>().ok()?, json)))
-            .ok_or_else(|| corrupt("cache entry"))?;
-        Ok((expires_at > now).then(|| json.to_owned()))
+        let mut parts = value.splitn(3, '|');
+        let (Some(expires_at), Some(epoch), Some(json)) = (
+            parts.next().and_then(|t| t.parse::<i64>().ok()),
+            parts.next().and_then(|e| e.parse::<u64>().ok()),
+            parts.next(),
+        ) else {
+            return Err(corrupt("cache entry"));
+        };
+        Ok((expires_at > now).then(|| (json.to_owned(), epoch)))
     }
 
     pub(super) async fn cache_put(
@@ -350,9 +542,20 @@ impl RedisStore {
         ttl: u64,
         now: i64,
     ) -> Result<(), StoreError> {
+        self.cache_put_entry(user, json, ttl, now, 0).await
+    }
+
+    pub(super) async fn cache_put_entry(
+        &self,
+        user: &UserKey,
+        json: &str,
+        ttl: u64,
+        now: i64,
+        epoch: u64,
+    ) -> Result<(), StoreError> {
         // The expiry travels with the value, so every store refuses the same stale entry; the
         // key's own TTL only frees the memory.
-        let value = format!("{}|{json}", now.saturating_add_unsigned(ttl));
+        let value = format!("{}|{epoch}|{json}", now.saturating_add_unsigned(ttl));
         self.run(|mut c| async move {
             redis::cmd("SET")
                 .arg(cache_key(user))
@@ -431,12 +634,12 @@ fn cache_key(user: &UserKey) -> String {
     format!("cache:{{{}}}", user.as_str())
 }
 
-/// `created|expires|absolute|idle|remember|last_seen|user_agent`: small enough that a user's
-/// hash stays a compact listpack; the user id is the key's, the user agent (control characters
-/// removed) comes last so it may hold `|`.
-fn encode(s: &Session) -> String {
+/// `created|expires|absolute|idle|remember|last_seen|epoch|user_agent`: small enough that a
+/// user's hash stays a compact listpack; the user id is the key's, the user agent (control
+/// characters removed) comes last so it may hold `|`.
+fn encode(s: &Session, epoch: u64) -> String {
     format!(
-        "{}|{}|{}|{}|{}|{}|{}",
+        "{}|{}|{}|{}|{}|{}|{epoch}|{}",
         s.created_at,
         s.expires_at,
         s.absolute_expires_at,
@@ -447,8 +650,8 @@ fn encode(s: &Session) -> String {
     )
 }
 
-fn decode(user: &UserKey, record: &str) -> Result<Session, StoreError> {
-    let mut parts = record.splitn(7, '|');
+fn decode(user: &UserKey, record: &str) -> Result<(Session, u64), StoreError> {
+    let mut parts = record.splitn(8, '|');
     let mut number = || parts.next().and_then(|p| p.parse::<i64>().ok());
     let (
         Some(created_at),
@@ -457,12 +660,21 @@ fn decode(user: &UserKey, record: &str) -> Result<Session, StoreError> {
         Some(idle),
         Some(rm),
         Some(last_seen_at),
-    ) = (number(), number(), number(), number(), number(), number())
+        Some(epoch),
+    ) = (
+        number(),
+        number(),
+        number(),
+        number(),
+        number(),
+        number(),
+        number(),
+    )
     else {
         return Err(corrupt("session record"));
     };
     let user_agent = parts.next().filter(|ua| !ua.is_empty()).map(str::to_owned);
-    Ok(Session {
+    let session = Session {
         user_id: user.user_id(),
         created_at,
         expires_at,
@@ -471,7 +683,11 @@ fn decode(user: &UserKey, record: &str) -> Result<Session, StoreError> {
         remember_me: rm == 1,
         last_seen_at,
         user_agent,
-    })
+    };
+    Ok((
+        session,
+        u64::try_from(epoch).map_err(|_| corrupt("session record"))?,
+    ))
 }
 
 /// (expiry, created) of a record without decoding the rest.
@@ -534,21 +750,32 @@ mod tests {
             last_seen_at: 1_700_000_100,
             user_agent: Some("Mozilla/5.0 | odd".into()),
         };
-        assert_eq!(decode(&user, &encode(&session)).unwrap(), session);
+        assert_eq!(
+            decode(&user, &encode(&session, 7)).unwrap(),
+            (session.clone(), 7)
+        );
         let bare = Session {
             user_agent: None,
             ..session
         };
-        let record = encode(&bare);
+        let record = encode(&bare, 0);
         assert!(record.len() <= 64, "{record} keeps the hash a listpack");
-        assert_eq!(decode(&user, &record).unwrap(), bare);
+        assert_eq!(decode(&user, &record).unwrap(), (bare, 0));
         assert_eq!(decode_times(&record), Some((1_700_003_600, 1_700_000_000)));
     }
 
     #[test]
     fn unreadable_records_are_errors_not_panics() {
         let user = UserKey::for_user("u");
-        for bad in ["", "x", "1|2|3", "1|2|3|4|5|x|", "1|2|3|-4|1|5|"] {
+        for bad in [
+            "",
+            "x",
+            "1|2|3",
+            "1|2|3|4|5|x|0|",
+            "1|2|3|-4|1|5|0|",
+            "1|2|3|4|1|5|-1|",
+            "1|2|3|4|1|5|",
+        ] {
             assert_eq!(
                 decode(&user, bad).unwrap_err().kind,
                 StoreErrorKind::Corrupt,

@@ -1,6 +1,9 @@
 //! Choosing the store at cold start (`SESSION_STORE`, DESIGN.md "Store selection").
 
-use super::{DynamoStore, MemoryStore, RedisStore, Store, StoreError, StoreErrorKind};
+use super::{
+    DynamoStore, MemoryStore, RedisConnect, RedisStore, Store, StoreError, StoreErrorKind,
+    TieredStore,
+};
 use crate::config::{Config, StoreKind, redact_url};
 
 /// Why no store could be chosen; the message says what to set.
@@ -16,26 +19,16 @@ pub enum SelectError {
 }
 
 impl Store {
-    /// The store `config` asks for. `auto` takes Redis when `REDIS_URL` answers within
-    /// `REDIS_CONNECT_TIMEOUT_MS`, else DynamoDB when `SESSION_TABLE` is set. A Redis that
-    /// answers but refuses our credentials is an error, never a silent fallback.
+    /// The store `config` asks for. `auto`: Redis in front of DynamoDB when both `REDIS_URL` and
+    /// `SESSION_TABLE` are set (served from DynamoDB while Redis does not answer within
+    /// `REDIS_CONNECT_TIMEOUT_MS`); else whichever one is set. A Redis that answers but refuses
+    /// our credentials is an error, never a silent fallback.
     pub async fn from_config(config: &Config) -> Result<Store, SelectError> {
-        let dynamodb = || async {
-            let table = config
-                .session_table
-                .as_deref()
-                .ok_or(SelectError::NothingConfigured)?;
-            let store = DynamoStore::connect(
-                table,
-                config.dynamodb_endpoint.as_deref(),
-                config.dynamodb_timeout,
-            )
-            .await;
-            Ok(Store::Dynamodb(store))
-        };
         match config.store {
-            StoreKind::Memory => Ok(Store::Memory(MemoryStore::new())),
-            StoreKind::Dynamodb => dynamodb().await,
+            StoreKind::Memory => Ok(Store::Memory(
+                MemoryStore::new().with_max_sessions(config.max_sessions_per_user),
+            )),
+            StoreKind::Dynamodb => Ok(Store::Dynamodb(dynamodb(config).await?)),
             StoreKind::Redis => {
                 let url = config
                     .redis_url
@@ -45,28 +38,59 @@ impl Store {
             }
             StoreKind::Auto => {
                 let Some(url) = config.redis_url.as_deref() else {
-                    return dynamodb().await;
+                    return Ok(Store::Dynamodb(dynamodb(config).await?));
                 };
-                match redis(config, url).await {
-                    Ok(store) => Ok(Store::Redis(store)),
+                if config.session_table.is_none() {
+                    return Ok(Store::Redis(redis(config, url).await?));
+                }
+                // Both configured: Redis in front of DynamoDB. A Redis that is down now is
+                // retried later; one that refuses our credentials is an error.
+                let front = match redis(config, url).await {
+                    Ok(store) => Some(store),
                     Err(SelectError::Redis { source, .. })
-                        if config.session_table.is_some()
-                            && matches!(
-                                source.kind,
-                                StoreErrorKind::Timeout | StoreErrorKind::Connection
-                            ) =>
+                        if matches!(
+                            source.kind,
+                            StoreErrorKind::Timeout | StoreErrorKind::Connection
+                        ) =>
                     {
                         tracing::warn!(
                             cause = %source,
-                            "Redis unreachable at start-up; using DynamoDB"
+                            "Redis unreachable at start-up; serving from DynamoDB until it answers"
                         );
-                        dynamodb().await
+                        None
                     }
-                    Err(e) => Err(e),
-                }
+                    Err(e) => return Err(e),
+                };
+                Ok(Store::Tiered(TieredStore::new(
+                    dynamodb(config).await?,
+                    front,
+                    RedisConnect {
+                        url: url.to_owned(),
+                        mode: config.redis_mode,
+                        connect_timeout: config.redis_connect_timeout,
+                        command_timeout: config.redis_command_timeout,
+                        max_sessions: config.max_sessions_per_user,
+                    },
+                    config.redis_retry_after,
+                    config.epoch_check_interval,
+                )))
             }
         }
     }
+}
+
+async fn dynamodb(config: &Config) -> Result<DynamoStore, SelectError> {
+    let table = config
+        .session_table
+        .as_deref()
+        .ok_or(SelectError::NothingConfigured)?;
+    let store = DynamoStore::connect(
+        table,
+        config.dynamodb_endpoint.as_deref(),
+        config.dynamodb_timeout,
+    )
+    .await;
+    Ok(store.with_max_sessions(config.max_sessions_per_user))
 }
 
 async fn redis(config: &Config, url: &str) -> Result<RedisStore, SelectError> {
@@ -77,6 +101,7 @@ async fn redis(config: &Config, url: &str) -> Result<RedisStore, SelectError> {
         config.redis_command_timeout,
     )
     .await
+    .map(|store| store.with_max_sessions(config.max_sessions_per_user))
     .map_err(|source| SelectError::Redis {
         url: redact_url(url),
         source,

@@ -4,12 +4,14 @@
 use super::servers::{Moto, RedisCluster, RedisServer};
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use shared::config::RedisMode;
-use shared::store::{DynamoStore, MemoryStore, RedisStore};
+use shared::store::{DynamoStore, MemoryStore, RedisConnect, RedisStore, TieredStore};
 use shared::{SessionToken, Store};
 use std::time::Duration;
 
 /// Generous: these machines are small and busy; the budgets are measured by `make bench`.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// Above the 100 sessions one case creates for one user; the cap has its own case.
+pub const TEST_MAX_SESSIONS: usize = 1000;
 
 /// A store and what it takes to look inside it.
 pub struct Subject {
@@ -29,11 +31,12 @@ enum Backing {
         client: aws_sdk_dynamodb::Client,
         table: String,
     },
+    Both(Box<Backing>, Box<Backing>),
 }
 
 pub fn memory() -> Subject {
     Subject {
-        store: Store::Memory(MemoryStore::new()),
+        store: Store::Memory(MemoryStore::new().with_max_sessions(TEST_MAX_SESSIONS)),
         isolated: true,
         backing: Backing::Memory,
     }
@@ -71,14 +74,56 @@ pub async fn redis_cluster() -> Subject {
 }
 
 pub async fn dynamodb() -> Subject {
-    let client = dynamo_client(&Moto::shared().endpoint());
-    let table = unique("sessions");
-    let store = DynamoStore::from_client(client.clone(), &table);
-    store.ensure_table().await.expect("create the test table");
+    let (store, backing) = dynamo_table().await;
     Subject {
         store: Store::Dynamodb(store),
         isolated: true,
-        backing: Backing::Dynamo { client, table },
+        backing,
+    }
+}
+
+/// A fresh table on the shared moto server.
+async fn dynamo_table() -> (DynamoStore, Backing) {
+    let client = dynamo_client(&Moto::shared().endpoint());
+    let table = unique("sessions");
+    let store =
+        DynamoStore::from_client(client.clone(), &table).with_max_sessions(TEST_MAX_SESSIONS);
+    store.ensure_table().await.expect("create the test table");
+    (store, Backing::Dynamo { client, table })
+}
+
+/// Redis in front of DynamoDB: a redis-server of its own and a fresh table.
+pub async fn tiered() -> Subject {
+    let server = RedisServer::start();
+    let (record, dynamo_backing) = dynamo_table().await;
+    let Store::Redis(front) = connect_redis(&server.url()).await else {
+        unreachable!()
+    };
+    let connect = RedisConnect {
+        url: server.url(),
+        mode: RedisMode::Auto,
+        connect_timeout: TEST_TIMEOUT,
+        command_timeout: TEST_TIMEOUT,
+        max_sessions: TEST_MAX_SESSIONS,
+    };
+    let store = TieredStore::new(
+        record,
+        Some(front.with_max_sessions(TEST_MAX_SESSIONS)),
+        connect,
+        Duration::from_millis(500),
+        Duration::from_millis(500),
+    );
+    let urls = vec![server.url()];
+    Subject {
+        store: Store::Tiered(store),
+        isolated: true,
+        backing: Backing::Both(
+            Box::new(Backing::Redis {
+                _server: Some(server),
+                urls,
+            }),
+            Box::new(dynamo_backing),
+        ),
     }
 }
 
@@ -86,7 +131,12 @@ pub async fn connect_redis(url: &str) -> Store {
     let store = RedisStore::connect(url, RedisMode::Auto, TEST_TIMEOUT, TEST_TIMEOUT)
         .await
         .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
-    Store::Redis(store)
+    Store::Redis(store.with_max_sessions(TEST_MAX_SESSIONS))
+}
+
+/// A store over `table` on a local server (the table may not exist yet).
+pub fn dynamo_store(endpoint: &str, table: &str) -> DynamoStore {
+    DynamoStore::from_client(dynamo_client(endpoint), table)
 }
 
 /// A DynamoDB client for a local server: fixed region, dummy credentials.
@@ -116,27 +166,36 @@ pub fn unique(prefix: &str) -> String {
 impl Subject {
     /// Everything the backing server holds, keys and values, as text; `None` for memory.
     pub async fn dump(&self) -> Option<String> {
-        match &self.backing {
-            Backing::Memory => None,
-            Backing::Redis { urls, .. } => {
-                let mut out = String::new();
-                for url in urls {
-                    out.push_str(&dump_redis_node(url).await);
-                }
-                Some(out)
+        dump(&self.backing).await
+    }
+}
+
+async fn dump(backing: &Backing) -> Option<String> {
+    match backing {
+        Backing::Memory => None,
+        Backing::Redis { urls, .. } => {
+            let mut out = String::new();
+            for url in urls {
+                out.push_str(&dump_redis_node(url).await);
             }
-            Backing::Dynamo { client, table } => {
-                let items = client
-                    .scan()
-                    .table_name(table)
-                    .into_paginator()
-                    .items()
-                    .send()
-                    .collect::<Result<Vec<_>, _>>()
-                    .await
-                    .expect("scan the table");
-                Some(format!("{items:?}"))
-            }
+            Some(out)
+        }
+        Backing::Dynamo { client, table } => {
+            let items = client
+                .scan()
+                .table_name(table)
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .expect("scan the table");
+            Some(format!("{items:?}"))
+        }
+        Backing::Both(front, back) => {
+            let front = Box::pin(dump(front)).await.unwrap_or_default();
+            let back = Box::pin(dump(back)).await.unwrap_or_default();
+            Some(format!("{front}\n{back}"))
         }
     }
 }
