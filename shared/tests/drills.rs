@@ -9,8 +9,6 @@ use shared::session::{Lifetimes, Session, now_unix};
 use shared::store::StoreErrorKind;
 use shared::token::UserKey;
 use shared::{SessionToken, Store};
-use std::collections::HashMap;
-use std::sync::Once;
 use std::time::{Duration, Instant};
 use support::servers::{Moto, RedisServer, redis_command};
 use support::stores::{dynamo_store, unique};
@@ -32,32 +30,18 @@ const LIFETIMES: Lifetimes = Lifetimes {
 };
 
 fn config(pairs: &[(&str, &str)]) -> Config {
-    static AWS_ENV: Once = Once::new();
-    AWS_ENV.call_once(|| {
-        for (k, v) in [
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("AWS_REGION", "us-east-1"),
-        ] {
-            // SAFETY: set once, before any store is built, to the same values in every test.
-            unsafe { std::env::set_var(k, v) };
-        }
-    });
     let timeout = REDIS_TIMEOUT_MS.to_string();
     let retry = RETRY_AFTER_MS.to_string();
     let epoch = EPOCH_CHECK_MS.to_string();
-    let mut vars: HashMap<String, String> = [
+    let mut vars = vec![
         ("REDIS_CONNECT_TIMEOUT_MS", timeout.as_str()),
         ("REDIS_COMMAND_TIMEOUT_MS", timeout.as_str()),
         ("REDIS_RETRY_AFTER_MS", retry.as_str()),
         ("EPOCH_CHECK_INTERVAL_MS", epoch.as_str()),
         ("DYNAMODB_TIMEOUT_MS", "3000"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    vars.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    Config::from_map(&vars).expect("valid config")
+    ];
+    vars.extend_from_slice(pairs);
+    support::stores::local_config(&vars)
 }
 
 /// Both stores: a redis-server of its own and a fresh table on the shared moto server.
@@ -483,7 +467,10 @@ async fn redis_alone_with_noeviction_refuses_instead_of_forgetting() {
     let err = refused.expect("a full Redis refuses a write");
     assert_eq!(err.kind, StoreErrorKind::Capacity, "{err}");
     assert!(err.to_string().contains("OOM"), "{err}");
-    eprintln!("noeviction drill: {} sessions stored, then: {err}", kept.len());
+    eprintln!(
+        "noeviction drill: {} sessions stored, then: {err}",
+        kept.len()
+    );
     assert!(kept.len() > 100, "sessions were stored before it filled up");
     for token in &kept {
         assert!(

@@ -6,9 +6,7 @@ use shared::config::Config;
 use shared::session::now_unix;
 use shared::store::{SelectError, StoreErrorKind};
 use shared::{SessionToken, Store};
-use std::collections::HashMap;
 use std::net::TcpListener;
-use std::sync::Once;
 use std::time::{Duration, Instant};
 use support::servers::{Moto, RedisServer, free_port};
 use support::stores::unique;
@@ -17,23 +15,7 @@ use support::stores::unique;
 const LOOSE_BOUND: Duration = Duration::from_secs(5);
 
 fn config(pairs: &[(&str, &str)]) -> Config {
-    // The DynamoDB store reads credentials and region the SDK's way; a local server takes any.
-    static AWS_ENV: Once = Once::new();
-    AWS_ENV.call_once(|| {
-        for (k, v) in [
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("AWS_REGION", "us-east-1"),
-        ] {
-            // SAFETY: set once, before any store is built, to the same values in every test.
-            unsafe { std::env::set_var(k, v) };
-        }
-    });
-    let vars: HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    Config::from_map(&vars).expect("valid config")
+    support::stores::local_config(pairs)
 }
 
 /// A port that accepts connections (the kernel completes the handshake) and never answers.

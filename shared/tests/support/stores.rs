@@ -134,6 +134,27 @@ pub async fn connect_redis(url: &str) -> Store {
     Store::Redis(store.with_max_sessions(TEST_MAX_SESSIONS))
 }
 
+/// A config from these variables, with the environment made fit for a local DynamoDB server:
+/// `Store::from_config` reads credentials and region the SDK's way, and a local server takes any.
+pub fn local_config(pairs: &[(&str, &str)]) -> shared::Config {
+    static AWS_ENV: std::sync::Once = std::sync::Once::new();
+    AWS_ENV.call_once(|| {
+        for (k, v) in [
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+        ] {
+            // SAFETY: set once, before any store is built, to the same values in every test.
+            unsafe { std::env::set_var(k, v) };
+        }
+    });
+    let vars: std::collections::HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    shared::Config::from_map(&vars).expect("valid config")
+}
+
 /// A store over `table` on a local server (the table may not exist yet).
 pub fn dynamo_store(endpoint: &str, table: &str) -> DynamoStore {
     DynamoStore::from_client(dynamo_client(endpoint), table)
