@@ -105,13 +105,15 @@ openssl:
 # ---------------------------------------------------------------------------
 
 .PHONY: test fmt clippy
-test: deps validate ## fmt check, clippy -D warnings, template checks, then cargo test --workspace
+test: deps validate ## fmt check, clippy -D warnings, template checks, cargo test --workspace, the extension client
 	@echo "==> checking formatting (cargo fmt --check)"
 	$(CARGO) fmt --all -- --check
 	@echo "==> linting (cargo clippy, warnings are errors)"
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	@echo "==> running tests (cargo test; MOTO_SERVER=$(MOTO_SERVER))"
 	$(TOOLS_ENV) $(CARGO) test --workspace
+	@echo "==> extension client: node unit tests and the real-browser flow (make test-client)"
+	$(MAKE) --no-print-directory test-client
 
 fmt: ## reformat all crates
 	@echo "==> formatting (cargo fmt)"
@@ -356,3 +358,9 @@ deploy: venv ## sam build + sam deploy (--guided the first time: no stack in sam
 # ---------------------------------------------------------------------------
 # Benchmarks: TO DO (issue: make bench)
 # ---------------------------------------------------------------------------
+
+# ---------------------------------------------------------------------------
+# The extension client (clients/extension): node unit tests and a headless
+# Chromium flow against a local API
+# ---------------------------------------------------------------------------
+include mk/client.mk
