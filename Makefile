@@ -364,3 +364,8 @@ deploy: venv ## sam build + sam deploy (--guided the first time: no stack in sam
 # Chromium flow against a local API
 # ---------------------------------------------------------------------------
 include mk/client.mk
+
+# ---------------------------------------------------------------------------
+# The long fuzz run (make test runs the same targets with fewer cases)
+# ---------------------------------------------------------------------------
+include mk/fuzz.mk

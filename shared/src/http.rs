@@ -58,19 +58,26 @@ pub fn raw_path(req: &Request) -> &str {
     }
 }
 
-/// A `{name}` path parameter: from API Gateway when it extracted one, else the path segment
-/// after `prefix`, percent-decoded.
+/// A `{name}` path parameter, decoded. API Gateway hands it over decoded; `cargo lambda watch`
+/// hands over the segment as sent, so a parameter equal to the raw segment is decoded here.
+/// Without an extracted parameter, the path segment after `prefix`.
 pub fn path_parameter(req: &Request, name: &str, prefix: &str) -> Option<String> {
-    if let Some(value) = req.path_parameters_ref().and_then(|p| p.first(name)) {
-        return Some(value.to_owned());
-    }
     let path = raw_path(req);
-    let rest = &path[path.find(prefix)? + prefix.len()..];
-    let segment = rest.strip_suffix('/').unwrap_or(rest);
-    percent_encoding::percent_decode_str(segment)
-        .decode_utf8()
-        .ok()
-        .map(|s| s.into_owned())
+    let segment = path.find(prefix).map(|at| {
+        let rest = &path[at + prefix.len()..];
+        rest.strip_suffix('/').unwrap_or(rest)
+    });
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .ok()
+            .map(|s| s.into_owned())
+    };
+    match req.path_parameters_ref().and_then(|p| p.first(name)) {
+        Some(value) if Some(value) == segment && value.contains('%') => decode(value),
+        Some(value) => Some(value.to_owned()),
+        None => decode(segment?),
+    }
 }
 
 /// A JSON response with `success` set from the status.

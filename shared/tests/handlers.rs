@@ -2065,6 +2065,17 @@ async fn path_parameters_from_api_gateway_are_used() {
     )
     .await
     .ok();
+    // `cargo lambda watch` hands over the segment as sent: decoded here, same cache.
+    let reply = api
+        .send(
+            Endpoint::CacheGet,
+            request(Method::GET, "/api/cache/user/a%20b")
+                .token(&spaced)
+                .empty()
+                .with_path_parameters(params("a%20b")),
+        )
+        .await;
+    assert_eq!(reply.ok()["data"], json!(1));
     // An empty extracted value is refused, not taken as "any user".
     api.send(
         Endpoint::CacheGet,
