@@ -53,7 +53,7 @@ apt_install = { command -v apt-get >/dev/null 2>&1 || { echo "error: apt-get not
 
 .PHONY: help
 help: ## list the targets
-	@grep -E '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 # ---------------------------------------------------------------------------
 # Dependencies
@@ -356,8 +356,10 @@ deploy: venv ## sam build + sam deploy (--guided the first time: no stack in sam
 	fi
 
 # ---------------------------------------------------------------------------
-# Benchmarks: TO DO (issue: make bench)
+# Benchmarks: make bench writes BENCHMARKS.md (budgets of DESIGN.md, raw store
+# measured in the same run)
 # ---------------------------------------------------------------------------
+include mk/bench.mk
 
 # ---------------------------------------------------------------------------
 # The extension client (clients/extension): node unit tests and a headless

@@ -1,0 +1,40 @@
+# ---------------------------------------------------------------------------
+# Benchmarks (issue 5): `make bench` measures the performance budgets of DESIGN.md
+# against the raw store in the same run, prints one table and writes it to
+# BENCHMARKS.md with the date, the machine and the command.
+#
+#   make bench                          everything, release build (several minutes)
+#   make bench BENCH_ARGS='--parts 2,3' only some parts (see bench/src/main.rs)
+#
+# Included by the Makefile; uses its deps, TOOLS_ENV, CARGO, need and
+# apt_install (all expanded when the recipe runs, so the include may sit
+# anywhere). The bench starts its own redis-server, moto and cargo lambda watch
+# on free loopback ports and stops them, also on Ctrl-C and after
+# BENCH_LIMIT_MINUTES. wrk and redis-benchmark come from Debian's packages.
+# ---------------------------------------------------------------------------
+
+BENCH_OUT           ?= BENCHMARKS.md
+BENCH_ARGS          ?=
+BENCH_LIMIT_MINUTES ?= 40
+# Where cargo puts binaries (CI keeps CARGO_TARGET_DIR outside the clone).
+BENCH_TARGET_DIR     = $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+
+.PHONY: bench bench-tools
+bench: deps bench-tools ## measure the performance budgets (release build): table on stdout and in BENCHMARKS.md
+	@# Two builds, not one: session-validate alone, as cargo lambda watch builds it (part 5),
+	@# so watch finds it fresh instead of relinking it with the bench's feature set.
+	@echo "==> cargo build --release -p session-validate, then -p bench"
+	$(CARGO) build --release -p session-validate
+	$(CARGO) build --release -p bench
+	@echo "==> running the bench (3 to 4 minutes on 2 cores; progress on stderr)"
+	$(TOOLS_ENV) "$(BENCH_TARGET_DIR)/release/bench" --root "$(CURDIR)" \
+	  --target-dir "$(BENCH_TARGET_DIR)" --out "$(BENCH_OUT)" \
+	  --limit-minutes $(BENCH_LIMIT_MINUTES) \
+	  --command "make bench$(if $(strip $(BENCH_ARGS)), BENCH_ARGS='$(strip $(BENCH_ARGS))')" \
+	  $(BENCH_ARGS)
+
+# The two load generators: wrk (Debian package wrk) and redis-benchmark (shipped
+# with redis-server, in Debian's redis-tools).
+bench-tools:
+	@$(call need,wrk,wrk)
+	@$(call need,redis-benchmark,redis-tools)
