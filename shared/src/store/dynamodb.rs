@@ -146,32 +146,50 @@ impl DynamoStore {
         if let Some(ua) = &session.user_agent {
             item.insert("user_agent".to_owned(), AttributeValue::S(ua.clone()));
         }
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            // A token hash is never reused; refuse to overwrite rather than trust that.
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(store_error)?;
-        self.evict_past_cap(user, &session_sk(hash)).await
+        let put = async {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                // A token hash is never reused; refuse to overwrite rather than trust that.
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await
+                .map_err(store_error)
+        };
+        // The cap's Query leaves the new session out, so it may run beside the PutItem: one
+        // round trip of waiting, not two.
+        let (_, others) = tokio::try_join!(put, self.other_active_sessions(user, hash))?;
+        self.evict_past_cap(user, others).await
     }
 
-    /// Deletes the oldest active sessions of a user past the cap, keeping `newest_sk`. One
-    /// strongly consistent Query, and deletes only when over.
-    async fn evict_past_cap(&self, user: &UserKey, newest_sk: &str) -> Result<(), StoreError> {
+    /// (created, sk) of the user's active sessions other than `except`; one consistent Query.
+    async fn other_active_sessions(
+        &self,
+        user: &UserKey,
+        except: &TokenHash,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
         let now = crate::session::now_unix();
-        let mut active: Vec<(i64, String)> = self
+        let except = session_sk(except);
+        Ok(self
             .query_sessions(user)
             .await?
             .iter()
             .filter_map(|item| {
                 let sk = item.get("sk")?.as_s().ok()?.clone();
                 let session = decode(user, item).ok()?;
-                (session.is_active(now) && sk != newest_sk).then_some((session.created_at, sk))
+                (session.is_active(now) && sk != except).then_some((session.created_at, sk))
             })
-            .collect();
+            .collect())
+    }
+
+    /// Deletes the oldest of `others` so that, with the new session, the user holds at most the
+    /// cap; deletes only when over.
+    async fn evict_past_cap(
+        &self,
+        user: &UserKey,
+        mut active: Vec<(i64, String)>,
+    ) -> Result<(), StoreError> {
         if active.len() < self.max_sessions {
             return Ok(());
         }
