@@ -295,8 +295,8 @@ fn case_row(
 
 fn dynamo_reason(case: &Case, c: &Count) -> String {
     if case.endpoint == Endpoint::SessionCreate && c.dynamo_sent.contains_key("Query") {
-        " (after the PutItem, a strongly consistent Query of the user's sessions checks \
-         MAX_SESSIONS_PER_USER)"
+        " (beside the PutItem, a strongly consistent Query of the user's sessions checks \
+         MAX_SESSIONS_PER_USER; the two are sent together, so the wait is one round trip)"
             .into()
     } else {
         String::new()
@@ -306,7 +306,7 @@ fn dynamo_reason(case: &Case, c: &Count) -> String {
 fn tiered_reason(case: &Case) -> &'static str {
     match case.endpoint {
         Endpoint::SessionCreate => {
-            " (DynamoDB is written first, PutItem then the cap's Query, then Redis, one after the other)"
+            " (DynamoDB is written first, PutItem and the cap's Query together, then Redis)"
         }
         Endpoint::SessionRefresh => " (UpdateItem on DynamoDB first, then the Redis script)",
         Endpoint::SessionLogout => " (DeleteItem on DynamoDB first, then the Redis tombstone)",
