@@ -30,19 +30,13 @@ use serde_json::{Value, json};
 use shared::session::now_unix;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
-use std::fs::{self, File};
-use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::thread;
 use std::time::{Duration, Instant};
 use support::keys::{TestKeys, claims};
-use support::servers::{RedisServer, free_port};
+use support::servers::RedisServer;
+use support::watch::{Watch, WatchEnv};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// watch builds a function on its first request; on a busy 2-core machine that can take minutes.
-const FIRST_ANSWER: Duration = Duration::from_secs(15 * 60);
 /// Any later request (a source file changed meanwhile makes watch rebuild on first use).
 const REQUEST: Duration = Duration::from_secs(10 * 60);
 const ALLOWED_ORIGIN: &str = "chrome-extension://attacktest";
@@ -68,7 +62,17 @@ async fn attacks_over_http_through_cargo_lambda_watch() {
     let mut api = tokio::task::spawn_blocking({
         let url = redis.url();
         let public_pem = keys.public_pem.clone();
-        move || Watch::start(&url, &public_pem)
+        move || {
+            Watch::start(
+                "attacks",
+                &url,
+                &public_pem,
+                WatchEnv {
+                    allowed_origins: ALLOWED_ORIGIN,
+                    admin_user_ids: "",
+                },
+            )
+        }
     })
     .await
     .expect("start cargo lambda watch");
@@ -76,7 +80,8 @@ async fn attacks_over_http_through_cargo_lambda_watch() {
         .timeout(REQUEST)
         .build()
         .expect("reqwest client");
-    api.first_answer(&http).await;
+    let (status, _) = api.first_answer(&http).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{}", api.log_tail());
     api.warm_up(&http).await;
 
     let mut suite = Suite::default();
@@ -1068,131 +1073,8 @@ fn the_jwt_pattern_finds_jwts_only() {
 // cargo lambda watch, as in e2e.rs, with a raw HTTP client beside reqwest
 // ---------------------------------------------------------------------------------------------
 
-/// `cargo lambda watch` on a free port, in its own process group; stopped on drop.
-struct Watch {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    stopped: bool,
-}
-
+/// What the attack suite adds to the shared harness: a raw HTTP client beside reqwest.
 impl Watch {
-    fn start(redis_url: &str, public_pem: &str) -> Self {
-        let root = workspace_root();
-        let target_dir = target_dir();
-        let cargo_lambda = cargo_lambda(&root);
-
-        // One cargo build for all eight functions, instead of one per first request.
-        let started = Instant::now();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let build = cargo_env(Command::new(&cargo))
-            .args(["build", "--workspace", "--bins"])
-            .current_dir(&root)
-            .env("CARGO_TARGET_DIR", &target_dir)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
-        assert!(
-            build.status.success(),
-            "cargo build --workspace --bins failed:\n{}",
-            String::from_utf8_lossy(&build.stderr)
-        );
-        eprintln!(
-            "attacks: cargo build --workspace --bins took {:.1?}",
-            started.elapsed()
-        );
-
-        let dir =
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("attacks-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-        // Everything watch and the functions print, stdout and stderr, in one file.
-        let log = dir.join("watch.log");
-        let out = File::create(&log).expect("create watch.log");
-        let port = free_port();
-        let env: HashMap<&str, String> = HashMap::from([
-            ("SESSION_STORE", "redis".into()),
-            ("REDIS_URL", redis_url.into()),
-            ("REDIS_CLUSTER", String::new()),
-            ("SESSION_TABLE", String::new()),
-            ("DYNAMODB_ENDPOINT", String::new()),
-            ("CLERK_JWT_KEY", public_pem.replace('\n', "\\n")),
-            ("CLERK_JWKS_URL", String::new()),
-            ("CLERK_ISSUER", String::new()),
-            ("ALLOWED_ORIGINS", ALLOWED_ORIGIN.into()),
-            ("ADMIN_USER_IDS", String::new()),
-        ]);
-        let child = cargo_env(Command::new(&cargo_lambda))
-            .args(["lambda", "watch", "--invoke-address", "127.0.0.1"])
-            .args(["--invoke-port", &port.to_string()])
-            .args(["--disable-cors", "--ignore-changes"])
-            .current_dir(&root)
-            .env("PATH", env_path(&root))
-            .env("CARGO_TARGET_DIR", &target_dir)
-            .envs(env)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("dup log"))
-            .stderr(out)
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", cargo_lambda.display()));
-        let mut watch = Watch {
-            child,
-            port,
-            log,
-            stopped: false,
-        };
-        watch.wait_for(|| TcpStream::connect(("127.0.0.1", port)).is_ok(), "listen");
-        watch
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn wait_for(&mut self, mut ready: impl FnMut() -> bool, what: &str) {
-        let deadline = Instant::now() + FIRST_ANSWER;
-        while !ready() {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "cargo lambda watch exited ({status}) before it could {what}\n{}",
-                    self.log_tail()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "cargo lambda watch did not {what} within {FIRST_ANSWER:?}\n{}",
-                self.log_tail()
-            );
-            thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Waits for the first answer of a function: watch starts it on that first request.
-    async fn first_answer(&mut self, http: &Client) {
-        let started = Instant::now();
-        let url = self.url("/api/session/validate");
-        loop {
-            match http.get(&url).timeout(FIRST_ANSWER).send().await {
-                Ok(response) => {
-                    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-                    break;
-                }
-                Err(e) => {
-                    if let Ok(Some(status)) = self.child.try_wait() {
-                        panic!("cargo lambda watch exited ({status})\n{}", self.log_tail());
-                    }
-                    assert!(
-                        started.elapsed() < FIRST_ANSWER,
-                        "no answer from {url} within {FIRST_ANSWER:?}: {e}\n{}",
-                        self.log_tail()
-                    );
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        }
-        eprintln!("attacks: first answer after {:.1?}", started.elapsed());
-    }
-
     /// Starts every other function, so that no test JWT waits out its minute behind a build.
     async fn warm_up(&self, http: &Client) {
         for (method, path) in [
@@ -1306,61 +1188,6 @@ impl Watch {
         parse_response(&answer)
             .unwrap_or_else(|| panic!("{method} {what}: not an HTTP answer: {answer:?}"))
     }
-
-    fn log_tail(&self) -> String {
-        let text = fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        format!(
-            "--- last lines of {}:\n{}",
-            self.log.display(),
-            lines[lines.len().saturating_sub(40)..].join("\n")
-        )
-    }
-
-    /// Stops watch and its functions and returns everything they printed.
-    fn stop(mut self) -> String {
-        self.kill();
-        let bytes = fs::read(&self.log).unwrap_or_default();
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
-
-    fn kill(&mut self) {
-        if self.stopped {
-            return;
-        }
-        self.stopped = true;
-        let pid = self.child.id() as libc::pid_t;
-        // The function processes run in process groups of their own: find them first.
-        let descendants = descendants_of(pid);
-        // SAFETY: kill(2) on our own child, which is not reaped yet.
-        unsafe { libc::kill(pid, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
-            thread::sleep(Duration::from_millis(50));
-        }
-        // SAFETY: the group is the one `process_group(0)` made for this child; the pids were its
-        // descendants a moment ago.
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-            for child in descendants {
-                if libc::kill(child, 0) == 0 {
-                    libc::kill(child, libc::SIGKILL);
-                }
-            }
-        }
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        self.kill();
-        if !thread::panicking()
-            && let Some(dir) = self.log.parent()
-        {
-            let _ = fs::remove_dir_all(dir);
-        }
-    }
 }
 
 /// `fmt::Write` into a byte buffer.
@@ -1415,111 +1242,4 @@ fn parse_response(answer: &[u8]) -> Option<Reply> {
         status,
         body: body_value(&body),
     })
-}
-
-/// Every process under `root`, from /proc.
-fn descendants_of(root: libc::pid_t) -> Vec<libc::pid_t> {
-    let mut parents: HashMap<libc::pid_t, Vec<libc::pid_t>> = HashMap::new();
-    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse().ok());
-        if let Some(ppid) = ppid {
-            parents.entry(ppid).or_default().push(pid);
-        }
-    }
-    let mut found = Vec::new();
-    let mut seen = HashSet::new();
-    let mut queue = vec![root];
-    while let Some(pid) = queue.pop() {
-        for &child in parents.get(&pid).into_iter().flatten() {
-            if seen.insert(child) {
-                found.push(child);
-                queue.push(child);
-            }
-        }
-    }
-    found
-}
-
-/// `cmd` without the variables cargo sets for a test process: a nested cargo that saw them
-/// would rebuild ring and the AWS SDK for everyone sharing the target directory (see e2e.rs).
-fn cargo_env(mut cmd: Command) -> Command {
-    const SET_BY_CARGO: [&str; 8] = [
-        "CARGO_PKG_",
-        "CARGO_MANIFEST_",
-        "CARGO_BIN_",
-        "CARGO_CRATE_NAME",
-        "CARGO_PRIMARY_PACKAGE",
-        "CARGO_TARGET_TMPDIR",
-        "CARGO_RUSTC_CURRENT_DIR",
-        "OUT_DIR",
-    ];
-    for (name, _) in std::env::vars_os() {
-        if name
-            .to_str()
-            .is_some_and(|n| SET_BY_CARGO.iter().any(|p| n.starts_with(p)))
-        {
-            cmd.env_remove(name);
-        }
-    }
-    cmd
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("shared/ is inside the workspace")
-        .to_path_buf()
-}
-
-/// The target directory this test was built in: watch builds the functions there too.
-fn target_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("CARGO_TARGET_TMPDIR is <target-dir>/tmp")
-        .to_path_buf()
-}
-
-fn cargo_lambda(root: &Path) -> PathBuf {
-    if let Some(path) = std::env::var_os("CARGO_LAMBDA").filter(|p| !p.is_empty()) {
-        let path = PathBuf::from(path);
-        assert!(
-            path.is_file(),
-            "CARGO_LAMBDA={} is not a file",
-            path.display()
-        );
-        return path;
-    }
-    let venv = root.join(".venv/bin/cargo-lambda");
-    if venv.is_file() {
-        return venv;
-    }
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join("cargo-lambda"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "cargo-lambda not found (looked at $CARGO_LAMBDA, {}, PATH): run `make venv` \
-                 (or `make test`), which installs it into .venv",
-                venv.display()
-            )
-        })
-}
-
-/// PATH with the venv first: cargo-lambda finds zig as the venv's `python3 -m ziglang`.
-fn env_path(root: &Path) -> std::ffi::OsString {
-    let venv_bin = root.join(".venv/bin");
-    let rest = std::env::var_os("PATH").unwrap_or_default();
-    std::env::join_paths(std::iter::once(venv_bin).chain(std::env::split_paths(&rest)))
-        .expect("PATH entries without ':'")
 }

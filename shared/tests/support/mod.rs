@@ -3,3 +3,4 @@
 pub mod keys;
 pub mod servers;
 pub mod stores;
+pub mod watch;
