@@ -33,6 +33,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 use support::keys::{TestKeys, claims};
 use support::servers::RedisServer;
+use support::stores::{RedisEntry, hex, redis_entries};
 use support::watch::{Watch, WatchEnv};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -59,23 +60,16 @@ const ODD_USERS: [&str; 9] = [
 async fn attacks_over_http_through_cargo_lambda_watch() {
     let redis = RedisServer::start();
     let keys = TestKeys::shared();
-    let mut api = tokio::task::spawn_blocking({
-        let url = redis.url();
-        let public_pem = keys.public_pem.clone();
-        move || {
-            Watch::start(
-                "attacks",
-                &url,
-                &public_pem,
-                WatchEnv {
-                    allowed_origins: ALLOWED_ORIGIN,
-                    admin_user_ids: "",
-                },
-            )
-        }
-    })
-    .await
-    .expect("start cargo lambda watch");
+    let mut api = Watch::launch(
+        "attacks",
+        &redis.url(),
+        &keys.public_pem,
+        WatchEnv {
+            allowed_origins: ALLOWED_ORIGIN,
+            admin_user_ids: "",
+        },
+    )
+    .await;
     let http = Client::builder()
         .timeout(REQUEST)
         .build()
@@ -643,7 +637,11 @@ async fn odd_but_owned_user_ids(api: &Watch, http: &Client, suite: &mut Suite) {
 }
 
 async fn key_shapes(redis: &RedisServer, suite: &mut Suite) {
-    let keys = redis_scan(&redis.url()).await;
+    let keys: Vec<Vec<u8>> = redis_entries(&redis.url())
+        .await
+        .into_iter()
+        .map(|entry| entry.key)
+        .collect();
     assert!(!keys.is_empty(), "the suite wrote nothing to Redis?");
     for key in &keys {
         let key = String::from_utf8(key.clone())
@@ -830,32 +828,10 @@ async fn redis_dump_yields_no_token(
 ) {
     // A live session at dump time, besides the revoked ones.
     let live = api.session(http, suite, VICTIM).await;
-    let url = redis.url();
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let mut dump = String::new();
     let mut fields: Vec<(String, Vec<u8>)> = Vec::new();
-    for key in redis_scan(&url).await {
-        let kind: String = redis::cmd("TYPE")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        let parts: Vec<Vec<u8>> = match kind.as_str() {
-            "hash" => redis::cmd("HGETALL")
-                .arg(&key)
-                .query_async(&mut conn)
-                .await
-                .unwrap(),
-            "string" => vec![
-                redis::cmd("GET")
-                    .arg(&key)
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap(),
-            ],
-            other => panic!("{key:?}: a {other} key"),
-        };
+    for RedisEntry { key, kind, parts } in redis_entries(&redis.url()).await {
+        assert!(kind == "hash" || kind == "string", "{key:?}: a {kind} key");
         let key_text = String::from_utf8_lossy(&key).into_owned();
         if kind == "hash" {
             for pair in parts.chunks(2) {
@@ -926,34 +902,6 @@ async fn redis_dump_yields_no_token(
         )
         .await;
     reply.ok("the live session after the dump");
-}
-
-async fn redis_scan(url: &str) -> Vec<Vec<u8>> {
-    let client = redis::Client::open(url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let mut keys = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        keys.extend(batch);
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
-    keys.sort();
-    keys.dedup();
-    keys
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 // ---------------------------------------------------------------------------------------------

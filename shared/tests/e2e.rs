@@ -30,23 +30,16 @@ const ADMIN: &str = "user_e2e_admin";
 async fn readme_walkthrough_over_http_through_cargo_lambda_watch() {
     let redis = RedisServer::start();
     let keys = TestKeys::shared();
-    let mut api = tokio::task::spawn_blocking({
-        let url = redis.url();
-        let public_pem = keys.public_pem.clone();
-        move || {
-            Watch::start(
-                "e2e",
-                &url,
-                &public_pem,
-                WatchEnv {
-                    allowed_origins: &format!("{ALLOWED_ORIGIN},http://localhost:*"),
-                    admin_user_ids: ADMIN,
-                },
-            )
-        }
-    })
-    .await
-    .expect("start cargo lambda watch");
+    let mut api = Watch::launch(
+        "e2e",
+        &redis.url(),
+        &keys.public_pem,
+        WatchEnv {
+            allowed_origins: &format!("{ALLOWED_ORIGIN},http://localhost:*"),
+            admin_user_ids: ADMIN,
+        },
+    )
+    .await;
     let http = Client::builder()
         .timeout(REQUEST)
         .build()

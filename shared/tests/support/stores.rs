@@ -221,22 +221,44 @@ async fn dump(backing: &Backing) -> Option<String> {
     }
 }
 
-async fn dump_redis_node(url: &str) -> String {
+/// One key of a Redis node and what it holds: a hash's fields and values in turn, a string's
+/// value; nothing for other types.
+pub struct RedisEntry {
+    pub key: Vec<u8>,
+    pub kind: String,
+    pub parts: Vec<Vec<u8>>,
+}
+
+/// Every key of one Redis node (by `SCAN`), sorted, with its content.
+pub async fn redis_entries(url: &str) -> Vec<RedisEntry> {
     let client = redis::Client::open(url).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
-        .arg("*")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let mut out = String::new();
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        keys.extend(batch);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    keys.sort();
+    keys.dedup();
+    let mut entries = Vec::new();
     for key in keys {
         let kind: String = redis::cmd("TYPE")
             .arg(&key)
             .query_async(&mut conn)
             .await
             .unwrap();
-        let value: Vec<Vec<u8>> = match kind.as_str() {
+        let parts: Vec<Vec<u8>> = match kind.as_str() {
             "hash" => redis::cmd("HGETALL")
                 .arg(&key)
                 .query_async(&mut conn)
@@ -251,8 +273,16 @@ async fn dump_redis_node(url: &str) -> String {
             ],
             _ => vec![],
         };
-        out.push_str(&String::from_utf8_lossy(&key));
-        for part in value {
+        entries.push(RedisEntry { key, kind, parts });
+    }
+    entries
+}
+
+async fn dump_redis_node(url: &str) -> String {
+    let mut out = String::new();
+    for entry in redis_entries(url).await {
+        out.push_str(&String::from_utf8_lossy(&entry.key));
+        for part in entry.parts {
             out.push(' ');
             // Both forms: a raw secret could hide in binary as well as in text.
             out.push_str(&String::from_utf8_lossy(&part));

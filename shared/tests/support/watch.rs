@@ -106,6 +106,27 @@ impl Watch {
         watch
     }
 
+    /// `start`, off the async runtime's threads (it builds and waits).
+    pub async fn launch(
+        tag: &'static str,
+        redis_url: &str,
+        public_pem: &str,
+        settings: WatchEnv<'_>,
+    ) -> Self {
+        let (url, pem) = (redis_url.to_owned(), public_pem.to_owned());
+        let origins = settings.allowed_origins.to_owned();
+        let admins = settings.admin_user_ids.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let settings = WatchEnv {
+                allowed_origins: &origins,
+                admin_user_ids: &admins,
+            };
+            Watch::start(tag, &url, &pem, settings)
+        })
+        .await
+        .expect("start cargo lambda watch")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
