@@ -2,7 +2,7 @@
 //! leeway, `iss` and `azp` when configured. `sub` is the user id.
 
 use crate::config::{ClerkKey, Config};
-use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -12,11 +12,14 @@ use tokio::sync::{Mutex, RwLock};
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 pub const LEEWAY_SECS: u64 = 5;
-/// An unknown `kid` refetches the JWKS at most this often.
+/// The JWKS is fetched at most this often, whatever the outcome: an unknown `kid` (chosen by
+/// whoever sends the JWT) refetches only once the interval has passed.
 pub const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(60);
 /// Longest JWT accepted, in bytes (Clerk's are well under 2 KiB).
 pub const MAX_JWT_LEN: usize = 8 * 1024;
-const JWKS_TIMEOUT: Duration = Duration::from_secs(3);
+/// Budget for one JWKS fetch. It bounds create's worst case (a JWT with an uncached `kid`), so
+/// keep it small: Clerk answers in well under a second.
+pub const JWKS_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -50,6 +53,8 @@ pub struct Verifier {
     keys: Keys,
     validation: Validation,
     allowed_origins: Vec<String>,
+    /// `JWKS_REFETCH_INTERVAL`, shorter in tests.
+    jwks_refetch_interval: Duration,
 }
 
 #[derive(Clone)]
@@ -61,8 +66,9 @@ enum Keys {
 struct JwksCache {
     url: String,
     http: reqwest::Client,
+    /// Only ever replaced by a non-empty set: empty means no usable key was ever fetched.
     keys: RwLock<HashMap<String, Arc<DecodingKey>>>,
-    /// When the JWKS was last fetched; one fetch at a time.
+    /// When the last fetch was attempted, whatever its outcome; one fetch at a time.
     fetched_at: Mutex<Option<Instant>>,
 }
 
@@ -100,7 +106,14 @@ impl Verifier {
             keys,
             validation,
             allowed_origins: config.allowed_origins.clone(),
+            jwks_refetch_interval: JWKS_REFETCH_INTERVAL,
         })
+    }
+
+    /// For tests: a shorter JWKS back-off than `JWKS_REFETCH_INTERVAL`.
+    #[doc(hidden)]
+    pub fn set_jwks_refetch_interval(&mut self, interval: Duration) {
+        self.jwks_refetch_interval = interval;
     }
 
     /// The user id (`sub`) of a valid Clerk JWT.
@@ -117,7 +130,11 @@ impl Verifier {
         }
         let key = match &self.keys {
             Keys::Pem(key) => key.clone(),
-            Keys::Jwks(cache) => cache.key(header.kid.as_deref()).await?,
+            Keys::Jwks(cache) => {
+                cache
+                    .key(header.kid.as_deref(), self.jwks_refetch_interval)
+                    .await?
+            }
         };
         let claims = jsonwebtoken::decode::<Claims>(jwt, &key, &self.validation)
             .map_err(invalid)?
@@ -136,30 +153,42 @@ impl Verifier {
 }
 
 impl JwksCache {
-    async fn key(&self, kid: Option<&str>) -> Result<Arc<DecodingKey>, AuthError> {
+    async fn key(
+        &self,
+        kid: Option<&str>,
+        refetch_interval: Duration,
+    ) -> Result<Arc<DecodingKey>, AuthError> {
         let kid = kid.ok_or_else(|| AuthError::Invalid("no kid".into()))?;
         if let Some(key) = self.keys.read().await.get(kid) {
             return Ok(key.clone());
         }
-        {
-            let mut fetched_at = self.fetched_at.lock().await;
-            // Another request may have fetched while this one waited for the lock.
-            if let Some(key) = self.keys.read().await.get(kid) {
-                return Ok(key.clone());
-            }
-            if fetched_at.is_some_and(|at| at.elapsed() < JWKS_REFETCH_INTERVAL) {
-                return Err(AuthError::Invalid("unknown kid".into()));
-            }
-            let fresh = self.fetch().await?;
-            *fetched_at = Some(Instant::now());
-            *self.keys.write().await = fresh;
+        let mut fetched_at = self.fetched_at.lock().await;
+        // Another request may have fetched while this one waited for the lock.
+        if let Some(key) = self.keys.read().await.get(kid) {
+            return Ok(key.clone());
         }
-        self.keys
-            .read()
-            .await
-            .get(kid)
-            .cloned()
-            .ok_or_else(|| AuthError::Invalid("unknown kid".into()))
+        if fetched_at.is_some_and(|at| at.elapsed() < refetch_interval) {
+            return Err(self.not_cached().await);
+        }
+        // A failure counts too: while Clerk is down, made-up kids must not each cost a fetch.
+        *fetched_at = Some(Instant::now());
+        let fresh = self.fetch().await?;
+        if fresh.is_empty() {
+            tracing::warn!("Clerk JWKS has no usable RS256 key; keeping the cached keys");
+            return Err(self.not_cached().await);
+        }
+        let key = fresh.get(kid).cloned();
+        *self.keys.write().await = fresh;
+        key.ok_or_else(|| AuthError::Invalid("unknown kid".into()))
+    }
+
+    /// Why a `kid` that is not cached gets no key, without fetching.
+    async fn not_cached(&self) -> AuthError {
+        if self.keys.read().await.is_empty() {
+            AuthError::KeysUnavailable("no usable JWKS key fetched yet".into())
+        } else {
+            AuthError::Invalid("unknown kid".into())
+        }
     }
 
     async fn fetch(&self) -> Result<HashMap<String, Arc<DecodingKey>>, AuthError> {
@@ -177,12 +206,20 @@ impl JwksCache {
             .map_err(unavailable)?;
         let mut keys = HashMap::new();
         for jwk in &set.keys {
-            // Keys of other types or without a kid cannot verify our tokens; skip them.
-            if let (Some(kid), Ok(key)) = (&jwk.common.key_id, DecodingKey::from_jwk(jwk)) {
+            // Only RSA keys with a kid can verify our tokens; skip the rest.
+            if let (AlgorithmParameters::RSA(_), Some(kid), Ok(key)) = (
+                &jwk.algorithm,
+                &jwk.common.key_id,
+                DecodingKey::from_jwk(jwk),
+            ) {
                 keys.insert(kid.clone(), Arc::new(key));
             }
         }
-        tracing::info!(keys = keys.len(), "fetched Clerk JWKS");
+        tracing::info!(
+            listed = set.keys.len(),
+            usable = keys.len(),
+            "fetched Clerk JWKS"
+        );
         Ok(keys)
     }
 }

@@ -81,7 +81,7 @@ pub enum ClerkKey {
 pub struct ConfigError {
     pub var: &'static str,
     pub value: String,
-    pub expected: &'static str,
+    pub expected: String,
 }
 
 pub const DEFAULT_SESSION_TIMEOUT: u64 = 3_600;
@@ -93,9 +93,42 @@ pub const DEFAULT_CACHE_MAX_BYTES: usize = 64 * 1024;
 // one must not hold a cold start past 300 ms (BENCHMARKS.md, cold start).
 pub const DEFAULT_REDIS_CONNECT_TIMEOUT_MS: u64 = 200;
 pub const DEFAULT_REDIS_COMMAND_TIMEOUT_MS: u64 = 250;
-pub const DEFAULT_DYNAMODB_TIMEOUT_MS: u64 = 3_000;
+/// Budget for one DynamoDB call, retries included: in-region it answers in milliseconds, and a
+/// revocation's worst case (a few such calls) must still fit the Lambda timeout.
+pub const DEFAULT_DYNAMODB_TIMEOUT_MS: u64 = 1_000;
 pub const DEFAULT_EPOCH_CHECK_INTERVAL_MS: u64 = 2_000;
 pub const DEFAULT_REDIS_RETRY_AFTER_MS: u64 = 1_000;
+
+/// Largest `REDIS_CONNECT_TIMEOUT_MS`, `REDIS_COMMAND_TIMEOUT_MS` and `DYNAMODB_TIMEOUT_MS`: a
+/// minute, already more than a request can wait for one call.
+pub const TIMEOUT_MS_LIMIT: u64 = 60_000;
+/// Largest `EPOCH_CHECK_INTERVAL_MS` and `REDIS_RETRY_AFTER_MS`: an hour. Each is added to an
+/// `Instant`, which a huge value would overflow.
+pub const INTERVAL_MS_LIMIT: u64 = 3_600_000;
+/// Largest `SESSION_TIMEOUT`, `REMEMBER_ME_TIMEOUT`, `SESSION_MAX_LIFETIME` and `USER_CACHE_TTL`:
+/// ten years in seconds, so that now plus any of them stays a valid Redis `EXPIREAT`.
+pub const LIFETIME_SECS_LIMIT: u64 = 315_360_000;
+/// Largest `CACHE_MAX_BYTES`: 350 KiB, leaving room for the rest of the item under DynamoDB's
+/// 400 KB item limit.
+pub const CACHE_MAX_BYTES_LIMIT: u64 = 350 * 1024;
+/// Largest `MAX_SESSIONS_PER_USER`: creating a session past the cap, and logout-all, go through
+/// all of a user's sessions in one request.
+pub const MAX_SESSIONS_PER_USER_LIMIT: u64 = 1_000;
+
+// The defaults are within their limits.
+const _: () = assert!(
+    DEFAULT_REDIS_CONNECT_TIMEOUT_MS <= TIMEOUT_MS_LIMIT
+        && DEFAULT_REDIS_COMMAND_TIMEOUT_MS <= TIMEOUT_MS_LIMIT
+        && DEFAULT_DYNAMODB_TIMEOUT_MS <= TIMEOUT_MS_LIMIT
+        && DEFAULT_EPOCH_CHECK_INTERVAL_MS <= INTERVAL_MS_LIMIT
+        && DEFAULT_REDIS_RETRY_AFTER_MS <= INTERVAL_MS_LIMIT
+        && DEFAULT_SESSION_TIMEOUT <= LIFETIME_SECS_LIMIT
+        && DEFAULT_REMEMBER_ME_TIMEOUT <= LIFETIME_SECS_LIMIT
+        && DEFAULT_SESSION_MAX_LIFETIME <= LIFETIME_SECS_LIMIT
+        && DEFAULT_USER_CACHE_TTL <= LIFETIME_SECS_LIMIT
+        && DEFAULT_CACHE_MAX_BYTES as u64 <= CACHE_MAX_BYTES_LIMIT
+        && crate::store::DEFAULT_MAX_SESSIONS_PER_USER as u64 <= MAX_SESSIONS_PER_USER_LIMIT
+);
 
 impl Config {
     /// Reads the process environment.
@@ -115,9 +148,11 @@ impl Config {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
-        let seconds = |var: &'static str, default: u64| positive(var, get(var), default);
-        let millis = |var: &'static str, default: u64| {
-            positive(var, get(var), default).map(Duration::from_millis)
+        let number =
+            |var: &'static str, default: u64, max: u64| bounded(var, get(var), default, max);
+        let seconds = |var: &'static str, default: u64| number(var, default, LIFETIME_SECS_LIMIT);
+        let millis = |var: &'static str, default: u64, max: u64| {
+            number(var, default, max).map(Duration::from_millis)
         };
 
         let store = match get("SESSION_STORE").as_deref() {
@@ -129,7 +164,7 @@ impl Config {
                 return Err(ConfigError {
                     var: "SESSION_STORE",
                     value: other.to_owned(),
-                    expected: "one of auto, redis, dynamodb, memory",
+                    expected: "one of auto, redis, dynamodb, memory".into(),
                 });
             }
         };
@@ -141,7 +176,7 @@ impl Config {
                 return Err(ConfigError {
                     var: "REDIS_CLUSTER",
                     value: other.to_owned(),
-                    expected: "one of auto, true, false",
+                    expected: "one of auto, true, false".into(),
                 });
             }
         };
@@ -152,13 +187,13 @@ impl Config {
             return Err(ConfigError {
                 var: "REDIS_URL",
                 value: redact_url(url),
-                expected: "a redis:// or rediss:// URL",
+                expected: "a redis:// or rediss:// URL".into(),
             });
         }
-        let cache_max_bytes = positive(
+        let cache_max_bytes = number(
             "CACHE_MAX_BYTES",
-            get("CACHE_MAX_BYTES"),
             DEFAULT_CACHE_MAX_BYTES as u64,
+            CACHE_MAX_BYTES_LIMIT,
         )? as usize;
 
         let list = |name: &str| -> Vec<String> {
@@ -174,14 +209,12 @@ impl Config {
         let clerk_key = match (get("CLERK_JWT_KEY"), get("CLERK_JWKS_URL")) {
             // Env files and template parameters often carry a PEM on one line with `\n`.
             (Some(pem), _) => ClerkKey::Pem(pem.replace("\\n", "\n")),
-            (None, Some(url)) if url.starts_with("https://") || url.starts_with("http://") => {
-                ClerkKey::JwksUrl(url)
-            }
+            (None, Some(url)) if jwks_url_allowed(&url) => ClerkKey::JwksUrl(url),
             (None, Some(url)) => {
                 return Err(ConfigError {
                     var: "CLERK_JWKS_URL",
-                    value: url,
-                    expected: "an https:// URL",
+                    value: redact_url(&url),
+                    expected: "an https:// URL (http:// only to a loopback host)".into(),
                 });
             }
             (None, None) => ClerkKey::Unset,
@@ -194,29 +227,40 @@ impl Config {
             redis_connect_timeout: millis(
                 "REDIS_CONNECT_TIMEOUT_MS",
                 DEFAULT_REDIS_CONNECT_TIMEOUT_MS,
+                TIMEOUT_MS_LIMIT,
             )?,
             redis_command_timeout: millis(
                 "REDIS_COMMAND_TIMEOUT_MS",
                 DEFAULT_REDIS_COMMAND_TIMEOUT_MS,
+                TIMEOUT_MS_LIMIT,
             )?,
             session_table: get("SESSION_TABLE"),
             dynamodb_endpoint: get("DYNAMODB_ENDPOINT"),
-            dynamodb_timeout: millis("DYNAMODB_TIMEOUT_MS", DEFAULT_DYNAMODB_TIMEOUT_MS)?,
+            dynamodb_timeout: millis(
+                "DYNAMODB_TIMEOUT_MS",
+                DEFAULT_DYNAMODB_TIMEOUT_MS,
+                TIMEOUT_MS_LIMIT,
+            )?,
             session_timeout: seconds("SESSION_TIMEOUT", DEFAULT_SESSION_TIMEOUT)?,
             remember_me_timeout: seconds("REMEMBER_ME_TIMEOUT", DEFAULT_REMEMBER_ME_TIMEOUT)?,
             session_max_lifetime: seconds("SESSION_MAX_LIFETIME", DEFAULT_SESSION_MAX_LIFETIME)?,
             user_cache_ttl: seconds("USER_CACHE_TTL", DEFAULT_USER_CACHE_TTL)?,
             cache_max_bytes,
-            max_sessions_per_user: positive(
+            max_sessions_per_user: number(
                 "MAX_SESSIONS_PER_USER",
-                get("MAX_SESSIONS_PER_USER"),
                 crate::store::DEFAULT_MAX_SESSIONS_PER_USER as u64,
+                MAX_SESSIONS_PER_USER_LIMIT,
             )? as usize,
             epoch_check_interval: millis(
                 "EPOCH_CHECK_INTERVAL_MS",
                 DEFAULT_EPOCH_CHECK_INTERVAL_MS,
+                INTERVAL_MS_LIMIT,
             )?,
-            redis_retry_after: millis("REDIS_RETRY_AFTER_MS", DEFAULT_REDIS_RETRY_AFTER_MS)?,
+            redis_retry_after: millis(
+                "REDIS_RETRY_AFTER_MS",
+                DEFAULT_REDIS_RETRY_AFTER_MS,
+                INTERVAL_MS_LIMIT,
+            )?,
             clerk_key,
             clerk_issuer: get("CLERK_ISSUER"),
             allowed_origins: list("ALLOWED_ORIGINS"),
@@ -226,12 +270,12 @@ impl Config {
             StoreKind::Redis if config.redis_url.is_none() => Err(ConfigError {
                 var: "REDIS_URL",
                 value: String::new(),
-                expected: "a redis:// or rediss:// URL when SESSION_STORE=redis",
+                expected: "a redis:// or rediss:// URL when SESSION_STORE=redis".into(),
             }),
             StoreKind::Dynamodb if config.session_table.is_none() => Err(ConfigError {
                 var: "SESSION_TABLE",
                 value: String::new(),
-                expected: "a DynamoDB table name when SESSION_STORE=dynamodb",
+                expected: "a DynamoDB table name when SESSION_STORE=dynamodb".into(),
             }),
             _ => Ok(config),
         }
@@ -243,18 +287,46 @@ impl Config {
     }
 }
 
-/// A whole number greater than zero, or the default when unset.
-fn positive(var: &'static str, value: Option<String>, default: u64) -> Result<u64, ConfigError> {
+/// A whole number from 1 to `max`, or the default when unset.
+fn bounded(
+    var: &'static str,
+    value: Option<String>,
+    default: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
     match value {
         None => Ok(default),
         Some(v) => match v.parse::<u64>() {
-            Ok(n) if n > 0 => Ok(n),
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
             _ => Err(ConfigError {
                 var,
                 value: v,
-                expected: "a whole number greater than zero",
+                expected: format!("a whole number from 1 to {max}"),
             }),
         },
+    }
+}
+
+/// An https:// URL, or an http:// one to a loopback host (a local JWKS server in tests).
+fn jwks_url_allowed(url: &str) -> bool {
+    // reqwest's own parser, so the host checked is the host fetched.
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    let Some(host) = parsed.host_str() else {
+        return false;
+    };
+    match parsed.scheme() {
+        "https" => true,
+        "http" => {
+            host == "localhost"
+                || host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        _ => false,
     }
 }
 
@@ -290,6 +362,7 @@ mod tests {
         assert_eq!(c.remember_me_timeout, 2_592_000);
         assert_eq!(c.cache_max_bytes, 65_536);
         assert!(c.redis_connect_timeout < Duration::from_secs(1));
+        assert_eq!(c.dynamodb_timeout, Duration::from_secs(1));
     }
 
     #[test]
@@ -343,6 +416,75 @@ mod tests {
         }
         let err = config(&[("REDIS_CONNECT_TIMEOUT_MS", "soon")]).unwrap_err();
         assert_eq!(err.var, "REDIS_CONNECT_TIMEOUT_MS");
+    }
+
+    #[test]
+    fn every_number_has_an_upper_bound() {
+        for (var, max) in [
+            ("REDIS_CONNECT_TIMEOUT_MS", 60_000u64),
+            ("REDIS_COMMAND_TIMEOUT_MS", 60_000),
+            ("DYNAMODB_TIMEOUT_MS", 60_000),
+            ("EPOCH_CHECK_INTERVAL_MS", 3_600_000),
+            ("REDIS_RETRY_AFTER_MS", 3_600_000),
+            ("SESSION_TIMEOUT", 315_360_000),
+            ("REMEMBER_ME_TIMEOUT", 315_360_000),
+            ("SESSION_MAX_LIFETIME", 315_360_000),
+            ("USER_CACHE_TTL", 315_360_000),
+            ("CACHE_MAX_BYTES", 358_400),
+            ("MAX_SESSIONS_PER_USER", 1_000),
+        ] {
+            config(&[(var, &max.to_string())])
+                .unwrap_or_else(|e| panic!("{var} at its bound is refused: {e}"));
+            for over in [max + 1, u64::MAX] {
+                let over = over.to_string();
+                let err = config(&[(var, &over)])
+                    .err()
+                    .unwrap_or_else(|| panic!("{var}={over} is accepted"));
+                assert_eq!((err.var, err.value.as_str()), (var, over.as_str()));
+                let text = err.to_string();
+                assert!(
+                    text.contains(&format!("a whole number from 1 to {max}")),
+                    "{text}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_jwks_url_must_be_https_unless_loopback() {
+        for ok in [
+            "https://x.clerk.accounts.dev/.well-known/jwks.json",
+            "https://clerk.example.com:8443/jwks",
+            "http://127.0.0.1:8080/.well-known/jwks.json",
+            "http://127.5.6.7/jwks",
+            "http://localhost:3000/jwks",
+            "http://LOCALHOST/jwks",
+            "http://[::1]:9000/jwks",
+        ] {
+            let c = config(&[("CLERK_JWKS_URL", ok)])
+                .unwrap_or_else(|e| panic!("{ok} is refused: {e}"));
+            assert_eq!(c.clerk_key, ClerkKey::JwksUrl(ok.into()));
+        }
+        for bad in [
+            "http://x.clerk.accounts.dev/.well-known/jwks.json",
+            "http://localhost.evil.com/jwks",
+            "http://127.0.0.1.evil.com/jwks",
+            "http://user@evil.com/jwks",
+            "http://127.0.0.1@evil.com/jwks",
+            "http://localhost:80@evil.com/jwks",
+            "http://evil.com#@127.0.0.1",
+            "http://evil.com/127.0.0.1",
+            "http://10.0.0.1/jwks",
+            "http://[::ffff:10.0.0.1]/jwks",
+            "ftp://127.0.0.1/jwks",
+            "https://",
+            "not a url",
+        ] {
+            let err = config(&[("CLERK_JWKS_URL", bad)])
+                .err()
+                .unwrap_or_else(|| panic!("{bad} is accepted"));
+            assert_eq!(err.var, "CLERK_JWKS_URL");
+        }
     }
 
     #[test]
