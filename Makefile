@@ -356,8 +356,8 @@ deploy: venv ## sam build + sam deploy (--guided the first time: no stack in sam
 	fi
 
 # ---------------------------------------------------------------------------
-# Benchmarks: make bench writes BENCHMARKS.md (budgets of DESIGN.md, raw store
-# measured in the same run)
+# Benchmarks: make bench writes BENCHMARKS.md (the budgets of docs/architecture.md,
+# raw store measured in the same run)
 # ---------------------------------------------------------------------------
 include mk/bench.mk
 

@@ -1,5 +1,5 @@
 # ---------------------------------------------------------------------------
-# Benchmarks (issue 5): `make bench` measures the performance budgets of DESIGN.md
+# Benchmarks: `make bench` measures the performance budgets (docs/architecture.md)
 # against the raw store in the same run, prints one table and writes it to
 # BENCHMARKS.md with the date, the machine and the command.
 #

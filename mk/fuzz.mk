@@ -1,4 +1,4 @@
-# The long fuzz run (issue 6): the proptest targets of shared/tests/fuzz.rs, each replaying its
+# The long fuzz run: the proptest targets of shared/tests/fuzz.rs, each replaying its
 # corpus (fuzz/corpus/<target>/) and then running FUZZ_CASES generated cases. `make test` runs
 # the same targets with the default 2000 cases, through `cargo test --workspace`.
 #

@@ -1,4 +1,4 @@
-//! `make bench`: the performance budgets of DESIGN.md, measured against the raw store in the same
+//! `make bench`: the performance budgets of docs/architecture.md, measured against the raw store in the same
 //! run, printed as one table and written to BENCHMARKS.md (see `mk/bench.mk`).
 //!
 //! ```text

@@ -5,9 +5,11 @@
 //! ([`auth`], [`token`]) and calls the [`store`].
 
 pub mod auth;
+pub mod budget;
 pub mod config;
 pub mod error;
 pub mod handlers;
+pub mod hooks;
 pub mod http;
 pub mod lambda;
 pub mod metrics;

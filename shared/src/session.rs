@@ -132,6 +132,8 @@ impl UserStats {
 pub struct GlobalStats {
     pub active_sessions: u64,
     pub users_with_sessions: u64,
+    /// The walk stopped at its time budget: the figures cover part of the store only.
+    pub partial: bool,
 }
 
 pub fn now_unix() -> i64 {

@@ -28,12 +28,13 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 use shared::session::now_unix;
+use shared::store::DynamoStore;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 use support::keys::{TestKeys, claims};
-use support::servers::RedisServer;
-use support::stores::{RedisEntry, hex, redis_entries};
+use support::servers::{Moto, RedisServer};
+use support::stores::{RedisEntry, dynamo_client, hex, redis_entries, snapshot, unique};
 use support::watch::{Watch, WatchEnv};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -67,6 +68,7 @@ async fn attacks_over_http_through_cargo_lambda_watch() {
         WatchEnv {
             allowed_origins: ALLOWED_ORIGIN,
             admin_user_ids: "",
+            dynamodb: None,
         },
     )
     .await;
@@ -95,6 +97,143 @@ async fn attacks_over_http_through_cargo_lambda_watch() {
     logs_hold_no_credential(&log, &mut suite);
     suite.report();
     drop(redis);
+}
+
+/// Forged and unknown credentials on every endpoint, with both stores (Redis in front of a local
+/// DynamoDB): Redis and DynamoDB stay byte for byte as they were (keys, TTLs, items, the epoch),
+/// while Redis answers and after it is gone, when every revocation would bump the epoch.
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_credentials_change_nothing_with_both_stores() {
+    let mut redis = RedisServer::start();
+    let endpoint = Moto::shared().endpoint();
+    let table = unique("sessions");
+    let client = dynamo_client(&endpoint);
+    DynamoStore::from_client(client.clone(), &table)
+        .ensure_table()
+        .await
+        .expect("create the table");
+    let keys = TestKeys::shared();
+    let mut api = Watch::launch(
+        "forged",
+        &redis.url(),
+        &keys.public_pem,
+        WatchEnv {
+            allowed_origins: ALLOWED_ORIGIN,
+            admin_user_ids: "",
+            dynamodb: Some((&endpoint, &table)),
+        },
+    )
+    .await;
+    let http = Client::builder()
+        .timeout(REQUEST)
+        .build()
+        .expect("reqwest client");
+    let (status, _) = api.first_answer(&http).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{}", api.log_tail());
+    api.warm_up(&http).await;
+
+    // Something to protect: a session and a cache of the victim.
+    let jwt = keys.sign(&claims(VICTIM), None);
+    let created = http
+        .post(api.url("/api/session/create"))
+        .bearer_auth(&jwt)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::OK);
+    let victim_token = created.json::<Value>().await.unwrap()["session_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cache = api.url(&format!("/api/cache/user/{VICTIM}"));
+    let put = http
+        .post(&cache)
+        .header("X-Session-Token", &victim_token)
+        .json(&json!({ "theme": "dark" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::OK);
+
+    let before = snapshot(Some(&redis.url()), &client, &table).await;
+    let record_before = snapshot(None, &client, &table).await;
+    let sent = forge_everywhere(&api, &http, &victim_token).await;
+    assert_eq!(
+        snapshot(Some(&redis.url()), &client, &table).await,
+        before,
+        "{sent} forged requests with Redis up changed a store"
+    );
+
+    // Redis gone: each function serves from DynamoDB alone, where a revocation bumps the epoch.
+    redis.kill();
+    let sent = forge_everywhere(&api, &http, &victim_token).await;
+    assert_eq!(
+        snapshot(None, &client, &table).await,
+        record_before,
+        "{sent} forged requests with Redis down changed the record or bumped the epoch"
+    );
+    let log = tokio::task::spawn_blocking(move || api.stop())
+        .await
+        .expect("stop watch");
+    assert!(!log.contains(&victim_token), "a token in the log");
+}
+
+/// Every endpoint with forged and unknown credentials: session tokens never issued (another user,
+/// the victim's user part with a made-up secret, malformed) and JWTs not signed by the trusted
+/// key. Each must get its 4xx; returns how many were sent.
+async fn forge_everywhere(api: &Watch, http: &Client, victim_token: &str) -> usize {
+    let (victim_part, _) = victim_token.split_once('.').unwrap();
+    let made_up = || b64(&rand_bytes());
+    let tokens = [
+        format!("{}.{}", b64(b"user_nobody"), made_up()),
+        format!("{victim_part}.{}", made_up()),
+        format!("{victim_part}.{}x", made_up()),
+        "not-a-token".to_owned(),
+    ];
+    let jwt = TestKeys::other().sign(&claims(VICTIM), None);
+    let cache = format!("/api/cache/user/{VICTIM}");
+    let routes: [(Method, &str); 8] = [
+        (Method::POST, "/api/session/create"),
+        (Method::GET, "/api/session/validate"),
+        (Method::POST, "/api/session/refresh"),
+        (Method::POST, "/api/session/logout"),
+        (Method::POST, "/api/session/logout-all"),
+        (Method::GET, "/api/session/stats"),
+        (Method::GET, &cache),
+        (Method::POST, &cache),
+    ];
+    let mut sent = 0;
+    for (method, path) in routes {
+        let mut requests: Vec<reqwest::RequestBuilder> = tokens
+            .iter()
+            .map(|t| {
+                http.request(method.clone(), api.url(path))
+                    .header("X-Session-Token", t)
+            })
+            .collect();
+        requests.push(
+            http.request(method.clone(), api.url(path))
+                .bearer_auth(&jwt),
+        );
+        for request in requests {
+            let response = request.json(&json!({})).send().await.unwrap();
+            let status = response.status();
+            assert!(
+                status == StatusCode::UNAUTHORIZED || status == StatusCode::BAD_REQUEST,
+                "{method} {path}: {status} {}",
+                response.text().await.unwrap_or_default()
+            );
+            sent += 1;
+        }
+    }
+    sent
+}
+
+fn rand_bytes() -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("OS randomness");
+    bytes
 }
 
 // ---------------------------------------------------------------------------------------------

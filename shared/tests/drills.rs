@@ -1,6 +1,6 @@
 //! Outage drills against a real redis-server that the test kills (SIGKILL), restarts empty,
-//! freezes (SIGSTOP) and thaws (SIGCONT) under a bounded load; DESIGN.md "Both stores
-//! configured" and docs/both-stores.md. Every loop is bounded in count and time.
+//! freezes (SIGSTOP) and thaws (SIGCONT) under a bounded load: the promise of
+//! docs/both-stores.md. Every loop is bounded in count and time.
 
 mod support;
 

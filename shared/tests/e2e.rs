@@ -37,6 +37,7 @@ async fn readme_walkthrough_over_http_through_cargo_lambda_watch() {
         WatchEnv {
             allowed_origins: &format!("{ALLOWED_ORIGIN},http://localhost:*"),
             admin_user_ids: ADMIN,
+            dynamodb: None,
         },
     )
     .await;

@@ -1,4 +1,4 @@
-//! Store selection at cold start (DESIGN.md "Store selection"), against real servers.
+//! Store selection at cold start (docs/architecture.md, "Store modes"), against real servers.
 
 mod support;
 
@@ -201,5 +201,66 @@ fn lifetimes() -> shared::session::Lifetimes {
         session: defaults.session_timeout,
         remember_me: defaults.remember_me_timeout,
         max_lifetime: defaults.session_max_lifetime,
+    }
+}
+
+/// A server that speaks RESP and answers every command with `reply` (an error line), as a Redis
+/// that is loading its data set, running a long script or failing over does.
+fn erring_redis(reply: &'static str) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "redis://127.0.0.1:{}",
+        listener.local_addr().unwrap().port()
+    );
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut line = String::new();
+                // One reply per RESP array: `*<n>` then n bulk strings.
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    let parts: usize = line.trim_end().trim_start_matches('*').parse().unwrap_or(0);
+                    for _ in 0..parts {
+                        line.clear();
+                        let _ = reader.read_line(&mut line);
+                        let len: usize =
+                            line.trim_end().trim_start_matches('$').parse().unwrap_or(0);
+                        let mut body = vec![0; len + 2];
+                        let _ = reader.read_exact(&mut body);
+                    }
+                    line.clear();
+                    if writer
+                        .write_all(format!("-{reply}\r\n").as_bytes())
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn auto_serves_from_dynamodb_while_redis_loads_is_busy_or_fails_over() {
+    for reply in [
+        "LOADING Redis is loading the dataset in memory",
+        "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+        "CLUSTERDOWN The cluster is down",
+        "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+        "TRYAGAIN Multiple keys request during rehashing of slot",
+    ] {
+        let url = erring_redis(reply);
+        let config = config(&[("REDIS_URL", &url), ("SESSION_TABLE", "sessions")]);
+        let (store, took) = select(&config).await;
+        match store {
+            Ok(store) => assert_eq!(store.backend(), "redis+dynamodb", "{reply}"),
+            Err(e) => panic!("a cold start during {reply:?} must fall back to DynamoDB: {e}"),
+        }
+        assert!(took < LOOSE_BOUND, "{took:?}");
     }
 }

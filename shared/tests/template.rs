@@ -1,5 +1,7 @@
-//! `template.yaml` and the code cannot drift apart: every function under `functions/` has a SAM
-//! function with its binary, path and method, and every API route belongs to one of them.
+//! `template.yaml`, the code and the repository cannot drift apart: every function under
+//! `functions/` has a SAM function with its binary, path and method, every API route belongs to
+//! one of them, every worst-case time fits its function's timeout, and no file refers to pages
+//! outside the repository.
 
 use shared::Endpoint;
 use std::collections::BTreeMap;
@@ -12,6 +14,8 @@ struct Route {
     binary: Option<String>,
     routes: Vec<(String, String)>,
     actions: Vec<String>,
+    /// The function's own `Timeout`, when it overrides the global one.
+    timeout: Option<u64>,
 }
 
 /// The `AWS::Serverless::Function` resources of the template, by logical id. A small reader for
@@ -63,6 +67,9 @@ fn parse_function(body: &str) -> Route {
                 }
             };
             route.routes.push((field("Method"), field("Path")));
+        }
+        if let Some(timeout) = line.strip_prefix("Timeout: ") {
+            route.timeout = Some(timeout.trim().parse().expect("a Timeout in seconds"));
         }
         if let Some(actions) = line.strip_prefix("Action: [") {
             route.actions.extend(
@@ -191,4 +198,118 @@ fn each_function_may_do_only_what_its_endpoint_needs() {
             "{binary}"
         );
     }
+}
+
+/// The `Globals.Function` block of the template.
+fn globals(template: &str) -> String {
+    template
+        .split("\nGlobals:\n")
+        .nth(1)
+        .expect("a Globals section")
+        .split("\nResources:\n")
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// The config the functions run with: the literal environment values of the template's globals
+/// (references to parameters are left to their defaults, none of which is a time budget).
+fn deployed_config() -> shared::Config {
+    let globals = globals(&template());
+    let variables = globals
+        .split("      Variables:\n")
+        .nth(1)
+        .expect("Globals.Function.Environment.Variables");
+    let mut vars = std::collections::HashMap::new();
+    for line in variables.lines().take_while(|l| l.starts_with("        ")) {
+        if let Some((name, value)) = line.trim().split_once(": ")
+            && !value.starts_with('!')
+            && !value.starts_with('-')
+        {
+            vars.insert(name.to_owned(), value.trim_matches('"').to_owned());
+        }
+    }
+    for budget in [
+        "REDIS_CONNECT_TIMEOUT_MS",
+        "REDIS_COMMAND_TIMEOUT_MS",
+        "DYNAMODB_TIMEOUT_MS",
+    ] {
+        assert!(
+            vars.contains_key(budget) || !variables.contains(budget),
+            "{budget} must be a literal in the template so that this test reads it"
+        );
+    }
+    shared::Config::from_map(&vars).expect("the template's environment is a valid config")
+}
+
+/// A revocation that DynamoDB accepted must reach Redis or bump the epoch before Lambda stops
+/// the function: every endpoint's worst case stays a margin below its function's `Timeout`.
+#[test]
+fn every_worst_case_fits_its_function_timeout() {
+    let template = template();
+    let global: u64 = globals(&template)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Timeout: "))
+        .expect("Globals.Function.Timeout")
+        .trim()
+        .parse()
+        .unwrap();
+    let functions = functions(&template);
+    let config = deployed_config();
+    for case in shared::budget::worst_cases(&config) {
+        let binary = case.endpoint.function();
+        let function = functions
+            .values()
+            .find(|f| f.binary.as_deref() == Some(binary))
+            .unwrap();
+        let timeout = std::time::Duration::from_secs(function.timeout.unwrap_or(global));
+        assert!(
+            case.time + shared::budget::TIMEOUT_MARGIN <= timeout,
+            "{binary}: worst case {:?} ({}) leaves less than {:?} of its Timeout {timeout:?}",
+            case.time,
+            case.steps,
+            shared::budget::TIMEOUT_MARGIN
+        );
+    }
+}
+
+/// The repository explains itself: no file refers to pages outside it (a design file kept
+/// beside the repository, a folder above it) or to tracker issue numbers a reader cannot look up.
+#[test]
+fn nothing_refers_outside_the_repository() {
+    let listed = std::process::Command::new("git")
+        .args(["ls-files", "-z"])
+        .current_dir(ROOT)
+        .output()
+        .expect("git ls-files");
+    assert!(listed.status.success(), "git ls-files failed");
+    // Spelled in pieces, so that this file does not match itself.
+    let design = ["DESIGN", ".md"].concat();
+    let above = ["..", "/shared"].concat();
+    let mut found = Vec::new();
+    for path in String::from_utf8(listed.stdout).unwrap().split('\0') {
+        if path.is_empty() || path.ends_with(".lock") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(Path::new(ROOT).join(path)) else {
+            continue; // binary files
+        };
+        for (n, line) in text.lines().enumerate() {
+            let lower = line.to_ascii_lowercase();
+            let issue_number = lower.match_indices("issue ").any(|(i, _)| {
+                lower[i + 6..]
+                    .bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_digit())
+            });
+            if line.contains(&design) || line.contains(&above) || issue_number {
+                found.push(format!("{path}:{}: {line}", n + 1));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "refers outside the repository:\n{}",
+        found.join("\n")
+    );
 }

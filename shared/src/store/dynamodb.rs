@@ -18,8 +18,10 @@ use std::time::Duration;
 const BACKEND: &str = "dynamodb";
 /// BatchWriteItem takes at most 25 requests.
 const BATCH: usize = 25;
-/// How often unprocessed deletes of one batch are sent again before giving up.
-const BATCH_RETRIES: usize = 5;
+/// How often unprocessed deletes of one batch are sent again before giving up, with a back-off
+/// that doubles from [`BATCH_BACKOFF`] (and a random part, so that throttled callers spread).
+const BATCH_RETRIES: u32 = 5;
+const BATCH_BACKOFF: Duration = Duration::from_millis(25);
 const SESSION_PREFIX: &str = "SESSION#";
 const CACHE_SK: &str = "CACHE";
 
@@ -30,6 +32,9 @@ pub struct DynamoStore {
     client: Client,
     table: String,
     max_sessions: usize,
+    /// The budget of one call, retries included (`DYNAMODB_TIMEOUT_MS`); operations of several
+    /// calls get a whole number of these (see `crate::budget`).
+    call_timeout: Duration,
 }
 
 impl DynamoStore {
@@ -46,7 +51,9 @@ impl DynamoStore {
         if let Some(endpoint) = endpoint {
             loader = loader.endpoint_url(endpoint);
         }
-        Self::from_client(Client::new(&loader.load().await), table)
+        let mut store = Self::from_client(Client::new(&loader.load().await), table);
+        store.call_timeout = timeout;
+        store
     }
 
     /// A store over an already configured client.
@@ -55,6 +62,7 @@ impl DynamoStore {
             client,
             table: table.to_owned(),
             max_sessions: super::DEFAULT_MAX_SESSIONS_PER_USER,
+            call_timeout: Duration::from_millis(crate::config::DEFAULT_DYNAMODB_TIMEOUT_MS),
         }
     }
 
@@ -127,6 +135,19 @@ impl DynamoStore {
         hash: &TokenHash,
         session: &Session,
     ) -> Result<(), StoreError> {
+        self.create_evicting(user, hash, session).await.map(drop)
+    }
+
+    /// Stores a new session and, past the cap, evicts the oldest of the user's other active
+    /// sessions that are older than it (by creation time, ties by token hash); returns the
+    /// token hashes it evicted. Never evicting a newer session is what makes concurrent creates
+    /// at the cap end as some order of them would: each keeps the newest ones it saw.
+    pub(super) async fn create_evicting(
+        &self,
+        user: &UserKey,
+        hash: &TokenHash,
+        session: &Session,
+    ) -> Result<Vec<TokenHash>, StoreError> {
         let mut item = key(user, &session_sk(hash));
         item.extend([
             ("created_at".to_owned(), number(session.created_at)),
@@ -160,7 +181,8 @@ impl DynamoStore {
         // The cap's Query leaves the new session out, so it may run beside the PutItem: one
         // round trip of waiting, not two.
         let (_, others) = tokio::try_join!(put, self.other_active_sessions(user, hash))?;
-        self.evict_past_cap(user, others).await
+        let new = (session.created_at, session_sk(hash));
+        self.evict_past_cap(user, others, &new).await
     }
 
     /// (created, sk) of the user's active sessions other than `except`; one consistent Query.
@@ -183,26 +205,36 @@ impl DynamoStore {
             .collect())
     }
 
-    /// Deletes the oldest of `others` so that, with the new session, the user holds at most the
-    /// cap; deletes only when over.
+    /// Deletes the oldest of `active` that are older than `new`, so that with it the user holds
+    /// at most the cap; deletes only when over. One call's budget for all of it.
     async fn evict_past_cap(
         &self,
         user: &UserKey,
         mut active: Vec<(i64, String)>,
-    ) -> Result<(), StoreError> {
+        new: &(i64, String),
+    ) -> Result<Vec<TokenHash>, StoreError> {
         if active.len() < self.max_sessions {
-            return Ok(());
+            return Ok(Vec::new());
         }
         active.sort();
         let excess = active.len() + 1 - self.max_sessions;
-        let keys: Vec<Item> = active[..excess]
-            .iter()
-            .map(|(_, sk)| key(user, sk))
+        let evicted: Vec<(i64, String)> = active
+            .into_iter()
+            .take(excess)
+            .take_while(|older| older < new)
             .collect();
-        for chunk in keys.chunks(BATCH) {
-            self.delete_batch(chunk).await?;
-        }
-        Ok(())
+        let keys: Vec<Item> = evicted.iter().map(|(_, sk)| key(user, sk)).collect();
+        within(self.call_timeout, async {
+            for chunk in keys.chunks(BATCH) {
+                self.delete_batch(chunk).await?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(evicted
+            .iter()
+            .filter_map(|(_, sk)| hash_of_sk(sk))
+            .collect())
     }
 
     /// The store epoch (see `tiered`): 0 until the first Redis failure bumps it.
@@ -305,20 +337,44 @@ impl DynamoStore {
     }
 
     pub(super) async fn delete_user(&self, user: &UserKey, now: i64) -> Result<u64, StoreError> {
-        let items = self.query_sessions(user).await?;
-        let active = items
+        self.delete_user_fenced(user, now).await.1
+    }
+
+    /// Deletes every session item of a user, the `Query` and all batches within one budget of
+    /// [`crate::budget::DELETE_USER_BUDGET_CALLS`] calls. Returns, beside how many active
+    /// sessions it ended, the newest creation time among the sessions it found (`None` when it
+    /// found none, so that nothing can have been deleted): whatever the result, even an error
+    /// part-way, the record may have lost sessions created up to then.
+    pub(super) async fn delete_user_fenced(
+        &self,
+        user: &UserKey,
+        now: i64,
+    ) -> (Option<i64>, Result<u64, StoreError>) {
+        let budget = self.call_timeout * crate::budget::DELETE_USER_BUDGET_CALLS;
+        let deadline = tokio::time::Instant::now() + budget;
+        let items = match within_deadline(deadline, budget, self.query_sessions(user)).await {
+            Ok(items) if items.is_empty() => return (None, Ok(0)),
+            Ok(items) => items,
+            Err(e) => return (None, Err(e)),
+        };
+        let sessions: Vec<Session> = items
             .iter()
             .filter_map(|item| decode(user, item).ok())
-            .filter(|s| s.is_active(now))
-            .count() as u64;
+            .collect();
+        let newest = sessions.iter().map(|s| s.created_at).max().unwrap_or(now);
+        let active = sessions.iter().filter(|s| s.is_active(now)).count() as u64;
         let keys: Vec<Item> = items
             .into_iter()
             .filter_map(|item| Some(key(user, item.get("sk")?.as_s().ok()?)))
             .collect();
-        for chunk in keys.chunks(BATCH) {
-            self.delete_batch(chunk).await?;
-        }
-        Ok(active)
+        let deleted = within_deadline(deadline, budget, async {
+            for chunk in keys.chunks(BATCH) {
+                self.delete_batch(chunk).await?;
+            }
+            Ok(active)
+        })
+        .await;
+        (Some(newest), deleted)
     }
 
     async fn delete_batch(&self, keys: &[Item]) -> Result<(), StoreError> {
@@ -332,7 +388,10 @@ impl DynamoStore {
                 WriteRequest::builder().delete_request(delete).build()
             })
             .collect();
-        for _ in 0..BATCH_RETRIES {
+        for attempt in 0..BATCH_RETRIES {
+            if attempt > 0 {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
             let out = self
                 .client
                 .batch_write_item()
@@ -379,8 +438,12 @@ impl DynamoStore {
             .collect()
     }
 
-    pub(super) async fn global_stats(&self, now: i64) -> Result<GlobalStats, StoreError> {
-        let pages = self
+    pub(super) async fn global_stats(
+        &self,
+        now: i64,
+        deadline: std::time::Instant,
+    ) -> Result<GlobalStats, StoreError> {
+        let mut pages = self
             .client
             .scan()
             .table_name(&self.table)
@@ -388,11 +451,24 @@ impl DynamoStore {
             .expression_attribute_values(":prefix", AttributeValue::S(SESSION_PREFIX.to_owned()))
             .projection_expression("pk, expires_at, absolute_expires_at")
             .into_paginator()
-            .items()
             .send();
         let mut users = std::collections::HashSet::new();
         let mut stats = GlobalStats::default();
-        for item in collect(pages).await? {
+        let mut items = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match tokio::time::timeout(left, pages.next()).await {
+                Ok(Some(page)) => {
+                    items.extend(page.map_err(store_error)?.items.unwrap_or_default())
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    stats.partial = true;
+                    break;
+                }
+            }
+        }
+        for item in items {
             let expiry = int(&item, "expires_at")?.min(int(&item, "absolute_expires_at")?);
             if expiry > now {
                 stats.active_sessions += 1;
@@ -454,6 +530,51 @@ impl DynamoStore {
             .map_err(store_error)?;
         Ok(())
     }
+}
+
+/// Runs `call` within `budget`; past it, a timeout error.
+async fn within<T>(
+    budget: Duration,
+    call: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    within_deadline(tokio::time::Instant::now() + budget, budget, call).await
+}
+
+/// Runs `call` until `deadline` (the end of `budget`); past it, a timeout error.
+async fn within_deadline<T>(
+    deadline: tokio::time::Instant,
+    budget: Duration,
+    call: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout_at(deadline, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError {
+                backend: BACKEND,
+                kind: StoreErrorKind::Timeout,
+                detail: format!("not done within {} ms", budget.as_millis()),
+            })
+        })
+}
+
+/// The pause before retry `attempt` (1, 2, …) of unprocessed deletes: doubling, half of it random.
+fn backoff(attempt: u32) -> Duration {
+    let full = BATCH_BACKOFF * 2u32.pow(attempt - 1);
+    let random = getrandom::u32().unwrap_or(0) % 1000;
+    full / 2 + full / 2 * random / 1000
+}
+
+/// The token hash of a session's sort key.
+fn hash_of_sk(sk: &str) -> Option<TokenHash> {
+    let hex = sk.strip_prefix(SESSION_PREFIX)?;
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut bytes = [0u8; 32];
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(TokenHash(bytes))
 }
 
 async fn collect<E, R>(

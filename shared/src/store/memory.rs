@@ -56,15 +56,17 @@ impl MemoryStore {
         let mut inner = self.lock();
         let sessions = inner.sessions.entry(user.clone()).or_default();
         sessions.retain(|h, s| h != hash && s.is_active(now));
-        while sessions.len() >= self.max_sessions {
-            let oldest = sessions
-                .iter()
-                .min_by_key(|(_, s)| s.created_at)
-                .map(|(h, _)| *h);
-            match oldest {
-                Some(h) => sessions.remove(&h),
-                None => break,
-            };
+        if sessions.len() >= self.max_sessions {
+            // Oldest first, ties by token hash, never one newer than the new session: the order
+            // every store evicts in.
+            let new = (session.created_at, hash.0);
+            let mut order: Vec<(i64, [u8; 32])> =
+                sessions.iter().map(|(h, s)| (s.created_at, h.0)).collect();
+            order.sort_unstable();
+            let excess = sessions.len() + 1 - self.max_sessions;
+            for (_, h) in order.into_iter().take(excess).take_while(|old| *old < new) {
+                sessions.remove(&TokenHash(h));
+            }
         }
         sessions.insert(*hash, session.clone());
         Ok(())
@@ -130,7 +132,11 @@ impl MemoryStore {
             .unwrap_or_default())
     }
 
-    pub(super) async fn global_stats(&self, now: i64) -> Result<GlobalStats, StoreError> {
+    pub(super) async fn global_stats(
+        &self,
+        now: i64,
+        _deadline: std::time::Instant,
+    ) -> Result<GlobalStats, StoreError> {
         let inner = self.lock();
         let mut stats = GlobalStats::default();
         for sessions in inner.sessions.values() {

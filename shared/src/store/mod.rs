@@ -44,6 +44,9 @@ pub enum StoreErrorKind {
     Auth,
     /// The server is out of memory or throttling.
     Capacity,
+    /// The server is up but cannot serve for now: loading its data, running a long script,
+    /// failing over (`LOADING`, `BUSY`, `CLUSTERDOWN`, `MASTERDOWN`, `TRYAGAIN`).
+    Unavailable,
     /// A record the store holds cannot be read back.
     Corrupt,
     Other,
@@ -56,6 +59,7 @@ impl fmt::Display for StoreErrorKind {
             StoreErrorKind::Connection => "connection failure",
             StoreErrorKind::Auth => "authentication failure",
             StoreErrorKind::Capacity => "out of capacity",
+            StoreErrorKind::Unavailable => "temporarily unavailable",
             StoreErrorKind::Corrupt => "corrupt record",
             StoreErrorKind::Other => "error",
         })
@@ -79,8 +83,10 @@ macro_rules! backend {
             match $self {
                 Store::Memory($s) => $call,
                 Store::Redis($s) => $call,
-                Store::Dynamodb($s) => $call,
-                Store::Tiered($s) => $call,
+                // Boxed: these futures hold several SDK calls' worth of state (tens of KB in a
+                // debug build), and would otherwise make every `Store` future as large.
+                Store::Dynamodb($s) => Box::pin(async move { $call }).await,
+                Store::Tiered($s) => Box::pin(async move { $call }).await,
             }
         })
         .await
@@ -148,9 +154,21 @@ impl Store {
         Ok(UserStats::of(&self.sessions_of(user).await?, now))
     }
 
-    /// Figures across every user. Reads the whole store: for admins, not for a hot path.
+    /// Figures across every user. Walks the store: for admins, not for a hot path, and for at
+    /// most [`crate::budget::GLOBAL_STATS_BUDGET`], after which the figures say they are partial.
     pub async fn global_stats(&self, now: i64) -> Result<GlobalStats, StoreError> {
-        backend!(self, s => s.global_stats(now).await)
+        self.global_stats_within(now, crate::budget::GLOBAL_STATS_BUDGET)
+            .await
+    }
+
+    /// [`Store::global_stats`] with another time budget.
+    pub async fn global_stats_within(
+        &self,
+        now: i64,
+        budget: std::time::Duration,
+    ) -> Result<GlobalStats, StoreError> {
+        let deadline = std::time::Instant::now() + budget;
+        backend!(self, s => s.global_stats(now, deadline).await)
     }
 
     /// A user's cached data (JSON text), if present and not expired.

@@ -19,10 +19,26 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 const BACKEND: &str = "redis";
-/// What a logged-out session's field holds with Redis in front of DynamoDB.
-const TOMBSTONE: &str = "revoked";
-/// How long a logout-all marker outlives the logout: read-repairs in flight finish well within.
-const REVOCATION_MARKER_SECS: u64 = 60;
+/// The field of a user's hash that fences logout-all: sessions created at or before its value
+/// (Unix seconds) may not be written back (with Redis in front of DynamoDB).
+const MARKER: &str = "revoked_before";
+/// How long a logout tombstone or a logout-all marker outlives its revocation before a later
+/// write sweeps it. Every write it fences lands well within: a write carries its own deadline of
+/// [`WRITE_WINDOW_SECS`] (see [`Fence`]).
+pub(super) const REVOCATION_GRACE_SECS: i64 = 60;
+/// How long after its fence was taken a write of a record into Redis may still land. A function
+/// never runs longer than its timeout (10 s); a write that arrives later was held by a frozen
+/// server or a stalled network, and is dropped rather than trusted.
+pub(super) const WRITE_WINDOW_SECS: i64 = 10;
+
+/// What a write of the record into Redis is fenced by, taken *before* the DynamoDB operation it
+/// follows: the store epoch then (a revocation that bumps the epoch meanwhile makes the entry
+/// stale) and the time after which the write is refused.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Fence {
+    pub epoch: u64,
+    pub not_after: i64,
+}
 
 /// What a checked write requires the field to hold.
 #[derive(Debug, Clone, Copy)]
@@ -47,40 +63,120 @@ pub(super) enum Entry {
     },
 }
 
-/// Stores a session after sweeping the user's lapsed ones and, past the per-user cap, evicting
-/// the oldest; keeps the hash alive as long as its longest-lived session.
-/// KEYS[1] the user's hash; ARGV: field, record, now, expiry, cap.
-static CREATE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local key, field, now, expiry, cap = KEYS[1], ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local all = redis.call('HGETALL', key)
-local live = {}
-for i = 1, #all, 2 do
-  local c, e, a = string.match(all[i + 1], '^(%d+)|(%d+)|(%d+)|')
-  if not c or math.min(tonumber(e), tonumber(a)) <= now then
-    redis.call('HDEL', key, all[i])
-  elseif all[i] ~= field then
-    table.insert(live, {tonumber(c), all[i]})
+/// Lua shared by the scripts below.
+///
+/// A field holds a session record (`created|expires|absolute|…`, see [`encode`]), a tombstone
+/// (`revoked|<time>`, with Redis in front of DynamoDB) or, for [`MARKER`], a creation time.
+/// - `older(x, y)`: the eviction order, oldest `created` first, ties by token hash (bytewise,
+///   as DynamoDB's sort key and the memory store order them);
+/// - `sweep(key, now)`: drops lapsed records and tombstones and markers past their grace;
+/// - `writable(key, field, created, not_after)`: whether a record read from DynamoDB may be
+///   written: not past its deadline, not over a tombstone, not fenced by a logout-all marker;
+/// - `keep_alive(key, expiry, now)`: every key keeps a TTL, at least its longest session and at
+///   least the grace of what it fences.
+const LUA_PRELUDE: &str = r"
+local GRACE = tonumber(ARGV[#ARGV])
+local function older(x, y)
+  if x[1] ~= y[1] then return x[1] < y[1] end
+  for i = 1, math.min(#x[2], #y[2]) do
+    local a, b = string.byte(x[2], i), string.byte(y[2], i)
+    if a ~= b then return a < b end
+  end
+  return #x[2] < #y[2]
+end
+local function tombstone_time(v)
+  if string.sub(v, 1, 7) ~= 'revoked' then return nil end
+  return tonumber(string.match(v, '^revoked|(%d+)$') or '0')
+end
+local function sweep(key, now)
+  local all = redis.call('HGETALL', key)
+  for i = 1, #all, 2 do
+    local f, v = all[i], all[i + 1]
+    local t = tombstone_time(v)
+    if f == 'revoked_before' then t = tonumber(v) or 0 end
+    if t then
+      if t + GRACE < now then redis.call('HDEL', key, f) end
+    else
+      local e, a = string.match(v, '^%d+|(%d+)|(%d+)|')
+      if not e or math.min(tonumber(e), tonumber(a)) <= now then redis.call('HDEL', key, f) end
+    end
   end
 end
+local function writable(key, field, created, not_after)
+  if tonumber(redis.call('TIME')[1]) > not_after then return false end
+  local current = redis.call('HGET', key, field)
+  if current and tombstone_time(current) then return false end
+  local marker = tonumber(redis.call('HGET', key, 'revoked_before'))
+  return not (marker and created <= marker)
+end
+local function keep_alive(key, expiry, now)
+  if redis.call('EXISTS', key) == 0 then return end
+  local want = now + GRACE
+  if expiry and expiry > want then want = expiry end
+  if redis.call('EXPIRETIME', key) < want then redis.call('EXPIREAT', key, want) end
+end
+";
+
+/// A script: the shared prelude, then `body`. The last argument of every call is the grace.
+fn script(body: &str) -> Script {
+    Script::new(&format!("{LUA_PRELUDE}{body}"))
+}
+
+/// Redis alone: stores a session after sweeping the user's lapsed ones and, past the per-user
+/// cap, evicting the oldest that are older than it; keeps the hash alive as long as its
+/// longest-lived session.
+/// KEYS[1] the user's hash; ARGV: field, record, now, expiry, cap, created, grace.
+static CREATE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local key, field, now, expiry, cap = KEYS[1], ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+sweep(key, now)
+local all, live = redis.call('HGETALL', key), {}
+for i = 1, #all, 2 do
+  local c = string.match(all[i + 1], '^(%d+)|')
+  if c and all[i] ~= field then table.insert(live, {tonumber(c), all[i]}) end
+end
 if #live >= cap then
-  table.sort(live, function(x, y) return x[1] < y[1] end)
-  for i = 1, #live - cap + 1 do redis.call('HDEL', key, live[i][2]) end
+  table.sort(live, older)
+  local new, excess = {tonumber(ARGV[6]), field}, #live - cap + 1
+  for i = 1, math.min(excess, #live) do
+    if not older(live[i], new) then break end
+    redis.call('HDEL', key, live[i][2])
+  end
 end
 redis.call('HSET', key, field, ARGV[2])
-if redis.call('EXPIRETIME', key) < expiry then
-  redis.call('EXPIREAT', key, expiry)
-end
+keep_alive(key, expiry, now)
 return 1
 ",
     )
 });
 
-/// Slides an active session's expiry, capped by its absolute expiry; returns the new record.
-/// KEYS[1] the user's hash; ARGV: field, now.
+/// With Redis in front of DynamoDB: a session the record just stored, and tombstones for the
+/// sessions the record evicted to make room (the record decides the cap, so both stores evict
+/// the same). The session is written only if [`writable`](LUA_PRELUDE); the tombstones always.
+/// KEYS[1] the user's hash; ARGV: field, record, now, expiry, not_after, created, evicted fields…,
+/// grace.
+static PUT_NEW: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local key, field, now, expiry = KEYS[1], ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
+sweep(key, now)
+for i = 7, #ARGV - 1 do redis.call('HSET', key, ARGV[i], 'revoked|' .. ARGV[3]) end
+local written = 0
+if writable(key, field, tonumber(ARGV[6]), tonumber(ARGV[5])) then
+  redis.call('HSET', key, field, ARGV[2])
+  written = 1
+end
+keep_alive(key, written == 1 and expiry or nil, now)
+return written
+",
+    )
+});
+
+/// Redis alone: slides an active session's expiry, capped by its absolute expiry; returns the
+/// new record. KEYS[1] the user's hash; ARGV: field, now, grace.
 static REFRESH: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    script(
         r"
 local key, field, now = KEYS[1], ARGV[1], tonumber(ARGV[2])
 local v = redis.call('HGET', key, field)
@@ -94,49 +190,63 @@ local tail = string.sub(v, string.len(string.match(v, '^%d+|%d+|%d+|%d+|[01]|%d+
 local record = table.concat({created, string.format('%d', expiry), string.format('%d', a), idle, rest,
   string.format('%d', now), tail}, '|')
 redis.call('HSET', key, field, record)
-if redis.call('EXPIRETIME', key) < expiry then
-  redis.call('EXPIREAT', key, expiry)
-end
+keep_alive(key, expiry, now)
 return record
 ",
     )
 });
 
-/// Writes a session read back from the record (DynamoDB) unless Redis changed meanwhile:
-/// the field must still hold `expected` (empty: be absent; `*`: anything), must not be a logout tombstone,
-/// and a logout-all marker must not postdate the session's creation.
-/// KEYS[1] the user's hash; ARGV: field, record, expiry, expected, created.
+/// Writes a session read back from the record (a read-repair, a refresh) if it is
+/// [`writable`](LUA_PRELUDE) and the field still holds `expected` (empty: absent; `*`: anything).
+/// KEYS[1] the user's hash; ARGV: field, record, now, expiry, expected, created, not_after, grace.
 static PUT_CHECKED: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    script(
         r"
-local key, field, expiry = KEYS[1], ARGV[1], tonumber(ARGV[3])
-local current = redis.call('HGET', key, field)
-if current == 'revoked' or (ARGV[4] ~= '*' and (current or '') ~= ARGV[4]) then return 0 end
-local marker = redis.call('HGET', key, 'revoked_before')
-if marker and tonumber(ARGV[5]) <= tonumber(marker) then return 0 end
+local key, field, now = KEYS[1], ARGV[1], tonumber(ARGV[3])
+if not writable(key, field, tonumber(ARGV[6]), tonumber(ARGV[7])) then return 0 end
+if ARGV[5] ~= '*' and (redis.call('HGET', key, field) or '') ~= ARGV[5] then return 0 end
 redis.call('HSET', key, field, ARGV[2])
-if redis.call('EXPIREAT', key, expiry, 'GT') == 0 and redis.call('TTL', key) < 0 then
-  redis.call('EXPIREAT', key, expiry)
-end
+keep_alive(key, tonumber(ARGV[4]), now)
 return 1
 ",
     )
 });
 
-/// Ends every session of a user and leaves a marker that stops a concurrent read-repair from
-/// writing one back. KEYS[1] the user's hash; ARGV: now, marker lifetime (s).
-static REVOKE_USER: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+/// Replaces a session by a tombstone, so that no write in flight can bring it back; with
+/// `only_if_present`, only a session Redis holds (no key is made for a token Redis never saw).
+/// KEYS[1] the user's hash; ARGV: field, now, only_if_present (0/1), grace.
+static REVOKE: LazyLock<Script> = LazyLock::new(|| {
+    script(
         r"
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'revoked_before', ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[2])
+local key, field, now = KEYS[1], ARGV[1], tonumber(ARGV[2])
+if ARGV[3] == '1' and redis.call('HEXISTS', key, field) == 0 then return 0 end
+redis.call('HSET', key, field, 'revoked|' .. ARGV[2])
+keep_alive(key, nil, now)
 return 1
 ",
     )
 });
 
-/// Deletes a user's sessions; returns how many were still active.
+/// Ends every session of a user: drops their records, keeps the tombstones, and raises the
+/// marker to `fence`, so that no write in flight of a session created at or before it lands.
+/// KEYS[1] the user's hash; ARGV: fence, now, grace.
+static REVOKE_USER: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local key, fence, now = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+local all = redis.call('HGETALL', key)
+for i = 1, #all, 2 do
+  if all[i] ~= 'revoked_before' and not tombstone_time(all[i + 1]) then redis.call('HDEL', key, all[i]) end
+end
+local marker = tonumber(redis.call('HGET', key, 'revoked_before'))
+if not marker or marker < fence then redis.call('HSET', key, 'revoked_before', ARGV[1]) end
+keep_alive(key, nil, now)
+return 1
+",
+    )
+});
+
+/// Redis alone: deletes a user's sessions; returns how many were still active.
 /// KEYS[1] the user's hash; ARGV: now.
 static DELETE_USER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -293,32 +403,53 @@ impl RedisStore {
         }
     }
 
+    /// Stores a new session, evicting past the per-user cap (Redis alone).
     pub(super) async fn create(
         &self,
         user: &UserKey,
         hash: &TokenHash,
         session: &Session,
     ) -> Result<(), StoreError> {
-        self.put(user, hash, session, 0).await
+        let mut invocation = CREATE.key(sessions_key(user));
+        invocation
+            .arg(hash.as_bytes().as_slice())
+            .arg(encode(session, 0))
+            .arg(crate::session::now_unix())
+            .arg(session.expiry())
+            .arg(self.max_sessions)
+            .arg(session.created_at)
+            .arg(REVOCATION_GRACE_SECS);
+        self.run(|mut c| async move { invocation.invoke_async::<()>(&mut c).await })
+            .await
     }
 
-    /// Writes a session stamped with `epoch` (see `tiered`), enforcing the per-user cap.
-    pub(super) async fn put(
+    /// With Redis in front of DynamoDB: a session the record just stored, stamped with the
+    /// fence's epoch, and tombstones for the sessions the record evicted for it. `true` if the
+    /// session was written (a logout-all marker or the deadline may forbid it).
+    pub(super) async fn put_new(
         &self,
         user: &UserKey,
         hash: &TokenHash,
         session: &Session,
-        epoch: u64,
-    ) -> Result<(), StoreError> {
-        let mut invocation = CREATE.key(sessions_key(user));
+        fence: Fence,
+        evicted: &[TokenHash],
+    ) -> Result<bool, StoreError> {
+        let mut invocation = PUT_NEW.key(sessions_key(user));
         invocation
             .arg(hash.as_bytes().as_slice())
-            .arg(encode(session, epoch))
+            .arg(encode(session, fence.epoch))
             .arg(crate::session::now_unix())
             .arg(session.expiry())
-            .arg(self.max_sessions);
-        self.run(|mut c| async move { invocation.invoke_async::<()>(&mut c).await })
-            .await
+            .arg(fence.not_after)
+            .arg(session.created_at);
+        for gone in evicted {
+            invocation.arg(gone.as_bytes().as_slice());
+        }
+        invocation.arg(REVOCATION_GRACE_SECS);
+        let written: u8 = self
+            .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+            .await?;
+        Ok(written == 1)
     }
 
     pub(super) async fn get(
@@ -361,7 +492,7 @@ impl RedisStore {
             .await?;
         Ok(match record {
             None => Entry::Absent,
-            Some(r) if r == TOMBSTONE => Entry::Revoked,
+            Some(r) if is_tombstone(&r) => Entry::Revoked,
             Some(raw) => {
                 let (session, epoch) = decode(user, &raw)?;
                 Entry::Session {
@@ -373,14 +504,15 @@ impl RedisStore {
         })
     }
 
-    /// Writes `session` only if the field still holds what is `expected` and no logout since
-    /// forbids it; `true` if written.
+    /// Writes `session`, read back from the record, stamped with the fence's epoch, only if the
+    /// field still holds what is `expected`, no logout since forbids it and the fence's deadline
+    /// has not passed; `true` if written.
     pub(super) async fn put_checked(
         &self,
         user: &UserKey,
         hash: &TokenHash,
         session: &Session,
-        epoch: u64,
+        fence: Fence,
         expected: Expect<'_>,
     ) -> Result<bool, StoreError> {
         let expected = match expected {
@@ -391,33 +523,45 @@ impl RedisStore {
         let mut invocation = PUT_CHECKED.key(sessions_key(user));
         invocation
             .arg(hash.as_bytes().as_slice())
-            .arg(encode(session, epoch))
+            .arg(encode(session, fence.epoch))
+            .arg(crate::session::now_unix())
             .arg(session.expiry())
             .arg(expected)
-            .arg(session.created_at);
+            .arg(session.created_at)
+            .arg(fence.not_after)
+            .arg(REVOCATION_GRACE_SECS);
         let written: u8 = self
             .run(|mut c| async move { invocation.invoke_async(&mut c).await })
             .await?;
         Ok(written == 1)
     }
 
-    /// Replaces a session by a tombstone, so no read-repair in flight can bring it back.
-    pub(super) async fn revoke(&self, user: &UserKey, hash: &TokenHash) -> Result<(), StoreError> {
-        self.run(|mut c| async move {
-            redis::cmd("HSET")
-                .arg(sessions_key(user))
-                .arg(hash.as_bytes().as_slice())
-                .arg(TOMBSTONE)
-                .query_async::<()>(&mut c)
-                .await
-        })
-        .await
+    /// Replaces a session by a tombstone, so that no write in flight can bring it back. With
+    /// `only_if_present`, only a session Redis holds: nothing is written for a token it never saw.
+    pub(super) async fn revoke(
+        &self,
+        user: &UserKey,
+        hash: &TokenHash,
+        only_if_present: bool,
+    ) -> Result<(), StoreError> {
+        let mut invocation = REVOKE.key(sessions_key(user));
+        invocation
+            .arg(hash.as_bytes().as_slice())
+            .arg(crate::session::now_unix())
+            .arg(u8::from(only_if_present))
+            .arg(REVOCATION_GRACE_SECS);
+        self.run(|mut c| async move { invocation.invoke_async::<()>(&mut c).await })
+            .await
     }
 
-    /// Ends every session of a user, leaving a short-lived marker against read-repairs.
-    pub(super) async fn revoke_user(&self, user: &UserKey, now: i64) -> Result<(), StoreError> {
+    /// Ends every session of a user created at or before `fence`, keeping a marker that stops
+    /// their writes in flight from landing.
+    pub(super) async fn revoke_user(&self, user: &UserKey, fence: i64) -> Result<(), StoreError> {
         let mut invocation = REVOKE_USER.key(sessions_key(user));
-        invocation.arg(now).arg(REVOCATION_MARKER_SECS);
+        invocation
+            .arg(fence)
+            .arg(crate::session::now_unix())
+            .arg(REVOCATION_GRACE_SECS);
         self.run(|mut c| async move { invocation.invoke_async::<()>(&mut c).await })
             .await
     }
@@ -429,7 +573,10 @@ impl RedisStore {
         now: i64,
     ) -> Result<Option<Session>, StoreError> {
         let mut invocation = REFRESH.key(sessions_key(user));
-        invocation.arg(hash.as_bytes().as_slice()).arg(now);
+        invocation
+            .arg(hash.as_bytes().as_slice())
+            .arg(now)
+            .arg(REVOCATION_GRACE_SECS);
         let record: Option<String> = self
             .run(|mut c| async move { invocation.invoke_async(&mut c).await })
             .await?;
@@ -474,22 +621,34 @@ impl RedisStore {
             .await?;
         records
             .iter()
-            .filter(|(field, value)| field.len() == 32 && value != TOMBSTONE)
+            .filter(|(field, value)| field.as_slice() != MARKER.as_bytes() && !is_tombstone(value))
             .map(|(_, r)| decode(user, r).map(|(session, _)| session))
             .collect()
     }
 
-    pub(super) async fn global_stats(&self, now: i64) -> Result<GlobalStats, StoreError> {
-        // Not under the command budget: it walks the whole keyspace, once per admin request.
+    pub(super) async fn global_stats(
+        &self,
+        now: i64,
+        deadline: std::time::Instant,
+    ) -> Result<GlobalStats, StoreError> {
+        // Not under the command budget: it walks the keyspace, once per admin request, until
+        // the deadline.
         let mut conn = self.conn.clone();
-        let keys = scan_all(&mut conn, "sess:{*}").await.map_err(store_error)?;
         let mut stats = GlobalStats::default();
-        for key in keys {
-            let records: Vec<String> = redis::cmd("HVALS")
-                .arg(&key)
-                .query_async(&mut conn)
-                .await
-                .map_err(store_error)?;
+        let left = || deadline.saturating_duration_since(std::time::Instant::now());
+        let Ok(keys) = tokio::time::timeout(left(), scan_all(&mut conn, "sess:{*}")).await else {
+            stats.partial = true;
+            return Ok(stats);
+        };
+        for key in keys.map_err(store_error)? {
+            let mut hvals = redis::cmd("HVALS");
+            hvals.arg(&key);
+            let Ok(records) = tokio::time::timeout(left(), hvals.query_async(&mut conn)).await
+            else {
+                stats.partial = true;
+                break;
+            };
+            let records: Vec<String> = records.map_err(store_error)?;
             let active = records
                 .iter()
                 .filter_map(|r| decode_times(r))
@@ -626,6 +785,11 @@ async fn primaries(conn: &mut Conn) -> redis::RedisResult<Vec<(String, u16)>> {
     Ok(nodes)
 }
 
+/// A logged-out session's field, with Redis in front of DynamoDB (`revoked|<time>`).
+fn is_tombstone(value: &str) -> bool {
+    value.starts_with("revoked")
+}
+
 fn sessions_key(user: &UserKey) -> String {
     format!("sess:{{{}}}", user.as_str())
 }
@@ -719,8 +883,13 @@ fn store_error(e: RedisError) -> StoreError {
         StoreErrorKind::Timeout
     } else if matches!(code, "NOAUTH" | "WRONGPASS" | "NOPERM") {
         StoreErrorKind::Auth
-    } else if matches!(code, "OOM" | "BUSY" | "LOADING") {
+    } else if code == "OOM" {
         StoreErrorKind::Capacity
+    } else if matches!(
+        code,
+        "LOADING" | "BUSY" | "CLUSTERDOWN" | "MASTERDOWN" | "TRYAGAIN"
+    ) {
+        StoreErrorKind::Unavailable
     } else if e.is_connection_refusal() || e.is_io_error() || e.is_connection_dropped() {
         StoreErrorKind::Connection
     } else {

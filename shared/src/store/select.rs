@@ -1,4 +1,4 @@
-//! Choosing the store at cold start (`SESSION_STORE`, DESIGN.md "Store selection").
+//! Choosing the store at cold start (`SESSION_STORE`; docs/architecture.md, "Store modes").
 
 use super::{
     DynamoStore, MemoryStore, RedisConnect, RedisStore, Store, StoreError, StoreErrorKind,
@@ -43,19 +43,22 @@ impl Store {
                 if config.session_table.is_none() {
                     return Ok(Store::Redis(redis(config, url).await?));
                 }
-                // Both configured: Redis in front of DynamoDB. A Redis that is down now is
-                // retried later; one that refuses our credentials is an error.
+                // Both configured: Redis in front of DynamoDB. A Redis that is down, loading,
+                // busy or failing over now is retried later; one that refuses our credentials
+                // is an error.
                 let front = match redis(config, url).await {
                     Ok(store) => Some(store),
                     Err(SelectError::Redis { source, .. })
                         if matches!(
                             source.kind,
-                            StoreErrorKind::Timeout | StoreErrorKind::Connection
+                            StoreErrorKind::Timeout
+                                | StoreErrorKind::Connection
+                                | StoreErrorKind::Unavailable
                         ) =>
                     {
                         tracing::warn!(
                             cause = %source,
-                            "Redis unreachable at start-up; serving from DynamoDB until it answers"
+                            "Redis not serving at start-up; serving from DynamoDB until it answers"
                         );
                         None
                     }

@@ -9,14 +9,16 @@
 //! - After a Redis error, Redis is skipped for `REDIS_RETRY_AFTER_MS`, so an outage costs one
 //!   timeout per container per interval, not one per request.
 
-use super::redis::{Entry, Expect};
+use super::redis::{Entry, Expect, Fence, WRITE_WINDOW_SECS};
 use super::{DynamoStore, RedisStore, StoreError};
 use crate::config::RedisMode;
+use crate::hooks::hook;
 use crate::metrics::note_fallback;
 use crate::session::{GlobalStats, Session, now_unix};
 use crate::token::{TokenHash, UserKey};
+use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 #[derive(Clone)]
 pub struct TieredStore {
@@ -48,7 +50,31 @@ pub struct RedisConnect {
 #[derive(Default)]
 struct EpochCache {
     value: u64,
-    checked_at: Option<Instant>,
+    checked_at: Option<Checked>,
+}
+
+/// When the epoch was last read, on both clocks: a container frozen between invocations may
+/// find its monotonic clock stood still, so the copy's age is the larger of the two.
+#[derive(Clone, Copy)]
+struct Checked {
+    monotonic: Instant,
+    wall: SystemTime,
+}
+
+impl Checked {
+    fn now() -> Self {
+        Checked {
+            monotonic: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    fn age(&self) -> Duration {
+        let wall = SystemTime::now()
+            .duration_since(self.wall)
+            .unwrap_or(Duration::ZERO);
+        self.monotonic.elapsed().max(wall)
+    }
 }
 
 impl TieredStore {
@@ -149,13 +175,13 @@ impl TieredStore {
         let mut cache = self.inner.epoch.lock().await;
         if cache
             .checked_at
-            .is_some_and(|at| at.elapsed() < self.inner.epoch_check_interval)
+            .is_some_and(|at| at.age() < self.inner.epoch_check_interval)
         {
             return Ok(cache.value);
         }
         let fresh = self.inner.dynamo.epoch().await?;
         cache.value = cache.value.max(fresh);
-        cache.checked_at = Some(Instant::now());
+        cache.checked_at = Some(Checked::now());
         Ok(cache.value)
     }
 
@@ -164,12 +190,37 @@ impl TieredStore {
         let fresh = self.inner.dynamo.bump_epoch().await?;
         let mut cache = self.inner.epoch.lock().await;
         cache.value = cache.value.max(fresh);
-        cache.checked_at = Some(Instant::now());
+        cache.checked_at = Some(Checked::now());
         tracing::warn!(
             epoch = cache.value,
             "store epoch bumped: Redis missed a change"
         );
         Ok(())
+    }
+
+    /// What a write of the record into Redis is fenced by; taken before the DynamoDB operation
+    /// it follows, so that a revocation between the two makes the entry stale, never current.
+    async fn fence(&self) -> Result<Fence, StoreError> {
+        Ok(Fence {
+            epoch: self.epoch().await?,
+            not_after: now_unix() + WRITE_WINDOW_SECS,
+        })
+    }
+
+    /// A revocation the record accepted: Redis gets it through `write`, or, when Redis cannot
+    /// be reached, the epoch moves on so that every container stops trusting older entries.
+    async fn revoke_in_redis<F, Fut>(&self, write: F) -> Result<(), StoreError>
+    where
+        F: FnOnce(RedisStore) -> Fut,
+        Fut: Future<Output = Result<(), StoreError>>,
+    {
+        if let Some(redis) = self.redis().await {
+            match write(redis).await {
+                Ok(()) => return Ok(()),
+                Err(e) => self.redis_failed(&e),
+            }
+        }
+        self.bump_epoch().await
     }
 
     pub(super) async fn create(
@@ -178,13 +229,24 @@ impl TieredStore {
         hash: &TokenHash,
         session: &Session,
     ) -> Result<(), StoreError> {
-        self.inner.dynamo.create(user, hash, session).await?;
-        // A session Redis does not get is a miss, served from DynamoDB: nothing to bump.
+        let fence = self.fence().await?;
+        let evicted = self
+            .inner
+            .dynamo
+            .create_evicting(user, hash, session)
+            .await?;
+        hook!("tiered.create.recorded", user);
+        // The new session is only a miss if Redis does not get it; the evicted ones are
+        // revocations, which Redis must get or the epoch must tell.
+        let mut written = false;
         if let Some(redis) = self.redis().await {
-            let epoch = self.epoch().await?;
-            if let Err(e) = redis.put(user, hash, session, epoch).await {
-                self.redis_failed(&e);
+            match redis.put_new(user, hash, session, fence, &evicted).await {
+                Ok(_) => written = true,
+                Err(e) => self.redis_failed(&e),
             }
+        }
+        if !written && !evicted.is_empty() {
+            self.bump_epoch().await?;
         }
         Ok(())
     }
@@ -216,8 +278,10 @@ impl TieredStore {
                 return self.inner.dynamo.get(user, hash).await;
             }
         };
+        let fence = self.fence().await?;
         let found = self.inner.dynamo.get(user, hash).await?;
-        self.repair(&redis, user, hash, found.as_ref(), seen.as_deref())
+        hook!("tiered.get.recorded", user);
+        self.repair(&redis, user, hash, found.as_ref(), seen.as_deref(), fence)
             .await;
         Ok(found)
     }
@@ -230,18 +294,16 @@ impl TieredStore {
         hash: &TokenHash,
         record: Option<&Session>,
         seen: Option<&str>,
+        fence: Fence,
     ) {
         let expected = seen.map_or(Expect::Absent, Expect::Exactly);
         let result = match (record, seen) {
-            (Some(session), _) if session.is_active(now_unix()) => match self.epoch().await {
-                Ok(epoch) => redis
-                    .put_checked(user, hash, session, epoch, expected)
-                    .await
-                    .map(drop),
-                Err(_) => return,
-            },
-            // Gone from the record: drop what Redis still holds.
-            (_, Some(_)) => redis.revoke(user, hash).await,
+            (Some(session), _) if session.is_active(now_unix()) => redis
+                .put_checked(user, hash, session, fence, expected)
+                .await
+                .map(drop),
+            // Gone from the record: drop what Redis still holds (and nothing if it holds none).
+            (_, Some(_)) => redis.revoke(user, hash, true).await,
             _ => return,
         };
         if let Err(e) = result {
@@ -255,27 +317,23 @@ impl TieredStore {
         hash: &TokenHash,
         now: i64,
     ) -> Result<Option<Session>, StoreError> {
+        let fence = self.fence().await?;
         let Some(session) = self.inner.dynamo.refresh(user, hash, now).await? else {
             return Ok(None);
         };
+        hook!("tiered.refresh.recorded", user);
         // Capped as every reader sees it (DynamoDB cannot take the minimum itself).
         let session = Session {
             expires_at: session.expiry(),
             ..session
         };
         // If Redis misses this, it holds an earlier expiry, which readers check in the record.
-        if let Some(redis) = self.redis().await {
-            let written = match self.epoch().await {
-                Ok(epoch) => {
-                    redis
-                        .put_checked(user, hash, &session, epoch, Expect::Anything)
-                        .await
-                }
-                Err(e) => Err(e),
-            };
-            if let Err(e) = written {
-                self.redis_failed(&e);
-            }
+        if let Some(redis) = self.redis().await
+            && let Err(e) = redis
+                .put_checked(user, hash, &session, fence, Expect::Anything)
+                .await
+        {
+            self.redis_failed(&e);
         }
         Ok(Some(session))
     }
@@ -285,39 +343,46 @@ impl TieredStore {
         user: &UserKey,
         hash: &TokenHash,
     ) -> Result<bool, StoreError> {
-        let existed = self.inner.dynamo.delete(user, hash).await?;
-        match self.redis().await {
-            Some(redis) => {
-                if let Err(e) = redis.revoke(user, hash).await {
-                    self.redis_failed(&e);
-                    self.bump_epoch().await?;
-                }
+        if !self.inner.dynamo.delete(user, hash).await? {
+            // Not a session of the record: nothing to revoke, so nothing is written and nothing
+            // bumped (a forged token must not touch either store), beyond dropping what Redis
+            // may still hold of it.
+            if let Some(redis) = self.redis().await
+                && let Err(e) = redis.revoke(user, hash, true).await
+            {
+                self.redis_failed(&e);
             }
-            None => self.bump_epoch().await?,
+            return Ok(false);
         }
-        Ok(existed)
+        hook!("tiered.delete.recorded", user);
+        self.revoke_in_redis(|redis| async move { redis.revoke(user, hash, false).await })
+            .await?;
+        Ok(true)
     }
 
     pub(super) async fn delete_user(&self, user: &UserKey, now: i64) -> Result<u64, StoreError> {
-        let revoked = self.inner.dynamo.delete_user(user, now).await?;
-        match self.redis().await {
-            Some(redis) => {
-                if let Err(e) = redis.revoke_user(user, now).await {
-                    self.redis_failed(&e);
-                    self.bump_epoch().await?;
-                }
-            }
-            None => self.bump_epoch().await?,
+        let (newest, deleted) = self.inner.dynamo.delete_user_fenced(user, now).await;
+        hook!("tiered.delete_user.recorded", user);
+        // Whatever the record lost, even when it failed part-way, Redis must stop serving: every
+        // session it found was created at or before the fence.
+        if let Some(newest) = newest {
+            let fence = newest.max(now);
+            self.revoke_in_redis(|redis| async move { redis.revoke_user(user, fence).await })
+                .await?;
         }
-        Ok(revoked)
+        deleted
     }
 
     pub(super) async fn sessions_of(&self, user: &UserKey) -> Result<Vec<Session>, StoreError> {
         self.inner.dynamo.sessions_of(user).await
     }
 
-    pub(super) async fn global_stats(&self, now: i64) -> Result<GlobalStats, StoreError> {
-        self.inner.dynamo.global_stats(now).await
+    pub(super) async fn global_stats(
+        &self,
+        now: i64,
+        deadline: Instant,
+    ) -> Result<GlobalStats, StoreError> {
+        self.inner.dynamo.global_stats(now, deadline).await
     }
 
     pub(super) async fn cache_get(
@@ -342,15 +407,13 @@ impl TieredStore {
         ttl: u64,
         now: i64,
     ) -> Result<(), StoreError> {
+        let fence = self.fence().await?;
         self.inner.dynamo.cache_put(user, json, ttl, now).await?;
-        let Some(redis) = self.redis().await else {
-            return self.bump_epoch().await;
-        };
-        let epoch = self.epoch().await?;
-        if let Err(e) = redis.cache_put_entry(user, json, ttl, now, epoch).await {
-            self.redis_failed(&e);
-            self.bump_epoch().await?;
-        }
-        Ok(())
+        self.revoke_in_redis(|redis| async move {
+            redis
+                .cache_put_entry(user, json, ttl, now, fence.epoch)
+                .await
+        })
+        .await
     }
 }

@@ -145,6 +145,12 @@ impl RedisServer {
         self.child = Some(child);
     }
 
+    /// Drops every key (`FLUSHALL`), as an eviction of everything or an empty restart would,
+    /// without closing anyone's connection.
+    pub fn flush(&self) {
+        redis_command(self.port, &["FLUSHALL"], REDIS_READY).expect("FLUSHALL");
+    }
+
     /// SIGSTOP: connections are still accepted by the kernel but nothing answers.
     pub fn pause(&self) {
         self.signal(libc::SIGSTOP);

@@ -297,3 +297,162 @@ async fn dump_redis_node(url: &str) -> String {
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Several Redis-in-front-of-DynamoDB stores over one redis-server and one table, each standing
+/// for a Lambda container with its own epoch cache and Redis skip state.
+pub struct Fleet {
+    pub redis: RedisServer,
+    pub client: aws_sdk_dynamodb::Client,
+    pub table: String,
+}
+
+/// Short enough that a container rereads the epoch on nearly every request: the race tests
+/// count on the protocol's own epoch reads, never on sleeping past an interval.
+pub const FLEET_EPOCH_CHECK: Duration = Duration::from_millis(1);
+
+impl Fleet {
+    pub async fn start() -> Fleet {
+        let redis = RedisServer::start();
+        let (_, backing) = dynamo_table().await;
+        let Backing::Dynamo { client, table } = backing else {
+            unreachable!()
+        };
+        Fleet {
+            redis,
+            client,
+            table,
+        }
+    }
+
+    /// A container that reaches Redis.
+    pub async fn container(&self) -> Store {
+        self.container_over(self.client.clone()).await
+    }
+
+    /// A container whose DynamoDB calls go through `client` (one with a fault interceptor).
+    pub async fn container_over(&self, client: aws_sdk_dynamodb::Client) -> Store {
+        let Store::Redis(front) = connect_redis(&self.redis.url()).await else {
+            unreachable!()
+        };
+        Store::Tiered(TieredStore::new(
+            DynamoStore::from_client(client, &self.table).with_max_sessions(TEST_MAX_SESSIONS),
+            Some(front),
+            self.connect(&self.redis.url()),
+            Duration::from_millis(500),
+            FLEET_EPOCH_CHECK,
+        ))
+    }
+
+    /// A container that cannot reach Redis (started while it was down, skipping it for the
+    /// length of the test): it serves from DynamoDB and bumps the epoch on every revocation.
+    pub fn container_without_redis(&self) -> Store {
+        let dead = format!("redis://127.0.0.1:{}", super::servers::free_port());
+        Store::Tiered(TieredStore::new(
+            DynamoStore::from_client(self.client.clone(), &self.table)
+                .with_max_sessions(TEST_MAX_SESSIONS),
+            None,
+            self.connect(&dead),
+            Duration::from_secs(3600),
+            FLEET_EPOCH_CHECK,
+        ))
+    }
+
+    /// The record alone: what DynamoDB holds, read by the DynamoDB store.
+    pub fn record(&self) -> Store {
+        Store::Dynamodb(
+            DynamoStore::from_client(self.client.clone(), &self.table)
+                .with_max_sessions(TEST_MAX_SESSIONS),
+        )
+    }
+
+    fn connect(&self, url: &str) -> RedisConnect {
+        RedisConnect {
+            url: url.to_owned(),
+            mode: RedisMode::Auto,
+            connect_timeout: TEST_TIMEOUT,
+            command_timeout: TEST_TIMEOUT,
+            max_sessions: TEST_MAX_SESSIONS,
+        }
+    }
+
+    /// Everything both stores hold; see [`snapshot`].
+    pub async fn snapshot(&self) -> String {
+        snapshot(Some(&self.redis.url()), &self.client, &self.table).await
+    }
+
+    /// How many keys Redis holds, and how many of them have no TTL.
+    pub async fn redis_keys(&self) -> (usize, usize) {
+        let url = self.redis.url();
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let entries = redis_entries(&url).await;
+        let mut without_ttl = 0;
+        for entry in &entries {
+            let ttl: i64 = redis::cmd("PTTL")
+                .arg(&entry.key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            without_ttl += usize::from(ttl < 0);
+        }
+        (entries.len(), without_ttl)
+    }
+}
+
+/// Everything the stores hold: every key of the Redis at `redis_url` (when given) with its type,
+/// absolute expiry (`PEXPIRETIME`, -1 without a TTL) and content, then every item of the table.
+/// Two snapshots are equal only if nothing was written, no TTL moved and no epoch was bumped.
+pub async fn snapshot(
+    redis_url: Option<&str>,
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> String {
+    let mut out = String::new();
+    if let Some(url) = redis_url {
+        let redis_client = redis::Client::open(url).unwrap();
+        let mut conn = redis_client
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        for entry in redis_entries(url).await {
+            let expires: i64 = redis::cmd("PEXPIRETIME")
+                .arg(&entry.key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            out.push_str(&format!(
+                "{} {} expires={expires}",
+                String::from_utf8_lossy(&entry.key),
+                entry.kind
+            ));
+            for part in entry.parts {
+                out.push(' ');
+                out.push_str(&hex(&part));
+            }
+            out.push('\n');
+        }
+    }
+    let items = client
+        .scan()
+        .table_name(table)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .expect("scan the table");
+    // Attributes and items in a fixed order, so that equal contents compare equal.
+    let mut items: Vec<String> = items
+        .into_iter()
+        .map(|item| {
+            format!(
+                "{:?}",
+                item.into_iter()
+                    .collect::<std::collections::BTreeMap<_, _>>()
+            )
+        })
+        .collect();
+    items.sort_unstable();
+    out.push_str(&items.join("\n"));
+    out
+}

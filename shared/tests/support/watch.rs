@@ -26,6 +26,9 @@ pub struct Watch {
 pub struct WatchEnv<'a> {
     pub allowed_origins: &'a str,
     pub admin_user_ids: &'a str,
+    /// `(endpoint, table)` of a local DynamoDB server: Redis in front of it, as deployed with
+    /// both stores. `None`: Redis alone.
+    pub dynamodb: Option<(&'a str, &'a str)>,
 }
 
 impl Watch {
@@ -62,7 +65,7 @@ impl Watch {
         let log = dir.join("watch.log");
         let out = File::create(&log).expect("create watch.log");
         let port = free_port();
-        let env: HashMap<&str, String> = HashMap::from([
+        let mut env: HashMap<&str, String> = HashMap::from([
             ("SESSION_STORE", "redis".into()),
             ("REDIS_URL", redis_url.into()),
             ("REDIS_CLUSTER", String::new()),
@@ -75,6 +78,18 @@ impl Watch {
             ("ALLOWED_ORIGINS", settings.allowed_origins.into()),
             ("ADMIN_USER_IDS", settings.admin_user_ids.into()),
         ]);
+        if let Some((endpoint, table)) = settings.dynamodb {
+            env.extend([
+                ("SESSION_STORE", "auto".into()),
+                ("SESSION_TABLE", table.into()),
+                ("DYNAMODB_ENDPOINT", endpoint.into()),
+                ("AWS_ACCESS_KEY_ID", "test".into()),
+                ("AWS_SECRET_ACCESS_KEY", "test".into()),
+                ("AWS_SESSION_TOKEN", String::new()),
+                ("AWS_REGION", "us-east-1".into()),
+                ("AWS_PROFILE", String::new()),
+            ]);
+        }
         let started = Instant::now();
         let child = cargo_env(Command::new(&cargo_lambda))
             .args(["lambda", "watch", "--invoke-address", "127.0.0.1"])
@@ -116,10 +131,14 @@ impl Watch {
         let (url, pem) = (redis_url.to_owned(), public_pem.to_owned());
         let origins = settings.allowed_origins.to_owned();
         let admins = settings.admin_user_ids.to_owned();
+        let dynamodb = settings
+            .dynamodb
+            .map(|(endpoint, table)| (endpoint.to_owned(), table.to_owned()));
         tokio::task::spawn_blocking(move || {
             let settings = WatchEnv {
                 allowed_origins: &origins,
                 admin_user_ids: &admins,
+                dynamodb: dynamodb.as_ref().map(|(e, t)| (e.as_str(), t.as_str())),
             };
             Watch::start(tag, &url, &pem, settings)
         })

@@ -1,0 +1,94 @@
+//! Pause points for step-by-step race tests.
+//!
+//! The store protocol marks the moments between its steps where a concurrent request can slip
+//! in (`hook!("tiered.create.recorded", user)`). With the `test-hooks` feature, which only this
+//! crate's own tests enable (a dev-dependency on itself), a test arms a point for one user, waits
+//! until a request reaches it, runs the competing request, and releases the first: the race is
+//! forced on every run, not left to luck. Without the feature `hook!` expands to nothing, so no
+//! function build carries any of this.
+
+/// Marks a pause point on the protocol path; `$user` is the [`crate::token::UserKey`] concerned.
+macro_rules! hook {
+    ($point:literal, $user:expr) => {
+        #[cfg(feature = "test-hooks")]
+        $crate::hooks::reached($point, $user).await;
+    };
+}
+pub(crate) use hook;
+
+#[cfg(feature = "test-hooks")]
+pub use armed::*;
+
+#[cfg(feature = "test-hooks")]
+mod armed {
+    use std::sync::{Mutex, PoisonError};
+    use tokio::sync::oneshot;
+
+    struct Armed {
+        point: &'static str,
+        user: String,
+        reached: oneshot::Sender<()>,
+        release: oneshot::Receiver<()>,
+    }
+
+    static ARMED: Mutex<Vec<Armed>> = Mutex::new(Vec::new());
+
+    /// One armed pause point: the next request of that user to reach it waits until released (or
+    /// until the gate is dropped).
+    pub struct Gate {
+        reached: Option<oneshot::Receiver<()>>,
+        release: Option<oneshot::Sender<()>>,
+    }
+
+    /// Arms `point` for the next request of `user_id`; other users pass through.
+    pub fn arm(point: &'static str, user_id: &str) -> Gate {
+        let (reached_tx, reached_rx) = oneshot::channel();
+        let (release_tx, release_rx) = oneshot::channel();
+        ARMED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Armed {
+                point,
+                user: crate::token::UserKey::for_user(user_id).as_str().to_owned(),
+                reached: reached_tx,
+                release: release_rx,
+            });
+        Gate {
+            reached: Some(reached_rx),
+            release: Some(release_tx),
+        }
+    }
+
+    impl Gate {
+        /// Waits until a request stands at the point.
+        pub async fn reached(&mut self) {
+            if let Some(reached) = self.reached.take() {
+                reached
+                    .await
+                    .expect("the armed point was dropped unreached");
+            }
+        }
+
+        /// Lets the waiting request go on.
+        pub fn release(mut self) {
+            if let Some(release) = self.release.take() {
+                let _ = release.send(());
+            }
+        }
+    }
+
+    /// Called by `hook!`: waits here if a test armed this point for this user.
+    pub async fn reached(point: &'static str, user: &crate::token::UserKey) {
+        let armed = {
+            let mut list = ARMED.lock().unwrap_or_else(PoisonError::into_inner);
+            list.iter()
+                .position(|a| a.point == point && a.user == user.as_str())
+                .map(|i| list.swap_remove(i))
+        };
+        if let Some(armed) = armed {
+            let _ = armed.reached.send(());
+            // A dropped gate releases too.
+            let _ = armed.release.await;
+        }
+    }
+}
