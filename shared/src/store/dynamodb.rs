@@ -66,6 +66,13 @@ impl DynamoStore {
         }
     }
 
+    /// The budget of one call (`DYNAMODB_TIMEOUT_MS`), from which operations of several calls
+    /// get theirs.
+    pub fn with_call_timeout(mut self, call_timeout: Duration) -> Self {
+        self.call_timeout = call_timeout;
+        self
+    }
+
     /// Caps the sessions one user may hold; creating one more evicts the oldest.
     pub fn with_max_sessions(mut self, max_sessions: usize) -> Self {
         self.max_sessions = max_sessions.max(1);
@@ -135,19 +142,21 @@ impl DynamoStore {
         hash: &TokenHash,
         session: &Session,
     ) -> Result<(), StoreError> {
-        self.create_evicting(user, hash, session).await.map(drop)
+        self.create_evicting(user, hash, session).await.1
     }
 
     /// Stores a new session and, past the cap, evicts the oldest of the user's other active
-    /// sessions that are older than it (by creation time, ties by token hash); returns the
-    /// token hashes it evicted. Never evicting a newer session is what makes concurrent creates
-    /// at the cap end as some order of them would: each keeps the newest ones it saw.
+    /// sessions that are older than it (by creation time, ties by token hash). Returns, beside
+    /// the result, the token hashes it set out to evict: whatever the result, the record may
+    /// have lost them (a delete can be applied and its answer still time out). Never evicting a
+    /// newer session is what makes concurrent creates at the cap end as some order of them
+    /// would: each keeps the newest ones it saw.
     pub(super) async fn create_evicting(
         &self,
         user: &UserKey,
         hash: &TokenHash,
         session: &Session,
-    ) -> Result<Vec<TokenHash>, StoreError> {
+    ) -> (Vec<TokenHash>, Result<(), StoreError>) {
         let mut item = key(user, &session_sk(hash));
         item.extend([
             ("created_at".to_owned(), number(session.created_at)),
@@ -180,7 +189,10 @@ impl DynamoStore {
         };
         // The cap's Query leaves the new session out, so it may run beside the PutItem: one
         // round trip of waiting, not two.
-        let (_, others) = tokio::try_join!(put, self.other_active_sessions(user, hash))?;
+        let others = match tokio::try_join!(put, self.other_active_sessions(user, hash)) {
+            Ok((_, others)) => others,
+            Err(e) => return (Vec::new(), Err(e)),
+        };
         let new = (session.created_at, session_sk(hash));
         self.evict_past_cap(user, others, &new).await
     }
@@ -193,8 +205,7 @@ impl DynamoStore {
     ) -> Result<Vec<(i64, String)>, StoreError> {
         let now = crate::session::now_unix();
         let except = session_sk(except);
-        Ok(self
-            .query_sessions(user)
+        Ok(within(self.call_timeout, self.query_sessions(user))
             .await?
             .iter()
             .filter_map(|item| {
@@ -212,9 +223,9 @@ impl DynamoStore {
         user: &UserKey,
         mut active: Vec<(i64, String)>,
         new: &(i64, String),
-    ) -> Result<Vec<TokenHash>, StoreError> {
+    ) -> (Vec<TokenHash>, Result<(), StoreError>) {
         if active.len() < self.max_sessions {
-            return Ok(Vec::new());
+            return (Vec::new(), Ok(()));
         }
         active.sort();
         let excess = active.len() + 1 - self.max_sessions;
@@ -224,20 +235,22 @@ impl DynamoStore {
             .take_while(|older| older < new)
             .collect();
         let keys: Vec<Item> = evicted.iter().map(|(_, sk)| key(user, sk)).collect();
-        within(self.call_timeout, async {
+        let result = within(self.call_timeout, async {
             for chunk in keys.chunks(BATCH) {
                 self.delete_batch(chunk).await?;
             }
             Ok(())
         })
-        .await?;
-        Ok(evicted
+        .await;
+        let hashes = evicted
             .iter()
             .filter_map(|(_, sk)| hash_of_sk(sk))
-            .collect())
+            .collect();
+        (hashes, result)
     }
 
-    /// The store epoch (see `tiered`): 0 until the first Redis failure bumps it.
+    /// The store epoch (see `tiered`): 1 until the first bump, so that entries written by Redis
+    /// alone (stamped 0) are never trusted once DynamoDB stands behind it.
     pub(super) async fn epoch(&self) -> Result<u64, StoreError> {
         let out = self
             .client
@@ -249,8 +262,8 @@ impl DynamoStore {
             .await
             .map_err(store_error)?;
         match out.item() {
-            None => Ok(0),
-            Some(item) => Ok(int(item, "epoch")?.max(0) as u64),
+            None => Ok(1),
+            Some(item) => Ok(int(item, "epoch")?.max(0) as u64 + 1),
         }
     }
 
@@ -268,7 +281,7 @@ impl DynamoStore {
             .await
             .map_err(store_error)?;
         let attributes = out.attributes().ok_or_else(|| corrupt("epoch"))?;
-        Ok(int(attributes, "epoch")?.max(0) as u64)
+        Ok(int(attributes, "epoch")?.max(0) as u64 + 1)
     }
 
     pub(super) async fn get(
@@ -431,7 +444,7 @@ impl DynamoStore {
     }
 
     pub(super) async fn sessions_of(&self, user: &UserKey) -> Result<Vec<Session>, StoreError> {
-        self.query_sessions(user)
+        within(self.call_timeout, self.query_sessions(user))
             .await?
             .iter()
             .map(|item| decode(user, item))
@@ -457,6 +470,10 @@ impl DynamoStore {
         let mut items = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                stats.partial = true;
+                break;
+            }
             match tokio::time::timeout(left, pages.next()).await {
                 Ok(Some(page)) => {
                     items.extend(page.map_err(store_error)?.items.unwrap_or_default())

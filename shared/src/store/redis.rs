@@ -66,16 +66,19 @@ pub(super) enum Entry {
 /// Lua shared by the scripts below.
 ///
 /// A field holds a session record (`created|expires|absolute|…`, see [`encode`]), a tombstone
-/// (`revoked|<time>`, with Redis in front of DynamoDB) or, for [`MARKER`], a creation time.
+/// (`revoked|<time>`, with Redis in front of DynamoDB) or, for [`MARKER`], `<fence>|<time>`: the
+/// newest creation time a logout-all revoked. Tombstone and marker times, their grace, TTLs and
+/// write deadlines are on the server's clock (`CLOCK`); session expiries on the functions' own.
 /// - `older(x, y)`: the eviction order, oldest `created` first, ties by token hash (bytewise,
 ///   as DynamoDB's sort key and the memory store order them);
-/// - `sweep(key, now)`: drops lapsed records and tombstones and markers past their grace;
+/// - `sweep(key, now)`: drops records lapsed by `now`, and tombstones and markers past their grace;
 /// - `writable(key, field, created, not_after)`: whether a record read from DynamoDB may be
 ///   written: not past its deadline, not over a tombstone, not fenced by a logout-all marker;
-/// - `keep_alive(key, expiry, now)`: every key keeps a TTL, at least its longest session and at
-///   least the grace of what it fences.
+/// - `keep_alive(key, expiry)`: every key keeps a TTL, at least its longest session and at least
+///   the grace of what it fences.
 const LUA_PRELUDE: &str = r"
 local GRACE = tonumber(ARGV[#ARGV])
+local CLOCK = tonumber(redis.call('TIME')[1])
 local function older(x, y)
   if x[1] ~= y[1] then return x[1] < y[1] end
   for i = 1, math.min(#x[2], #y[2]) do
@@ -88,14 +91,17 @@ local function tombstone_time(v)
   if string.sub(v, 1, 7) ~= 'revoked' then return nil end
   return tonumber(string.match(v, '^revoked|(%d+)$') or '0')
 end
+local function marker_fence(v)
+  return v and tonumber(string.match(v, '^(%d+)'))
+end
 local function sweep(key, now)
   local all = redis.call('HGETALL', key)
   for i = 1, #all, 2 do
     local f, v = all[i], all[i + 1]
     local t = tombstone_time(v)
-    if f == 'revoked_before' then t = tonumber(v) or 0 end
+    if f == 'revoked_before' then t = tonumber(string.match(v, '|(%d+)$') or '0') end
     if t then
-      if t + GRACE < now then redis.call('HDEL', key, f) end
+      if t + GRACE < CLOCK then redis.call('HDEL', key, f) end
     else
       local e, a = string.match(v, '^%d+|(%d+)|(%d+)|')
       if not e or math.min(tonumber(e), tonumber(a)) <= now then redis.call('HDEL', key, f) end
@@ -103,15 +109,15 @@ local function sweep(key, now)
   end
 end
 local function writable(key, field, created, not_after)
-  if tonumber(redis.call('TIME')[1]) > not_after then return false end
+  if CLOCK > not_after then return false end
   local current = redis.call('HGET', key, field)
   if current and tombstone_time(current) then return false end
-  local marker = tonumber(redis.call('HGET', key, 'revoked_before'))
-  return not (marker and created <= marker)
+  local fence = marker_fence(redis.call('HGET', key, 'revoked_before'))
+  return not (fence and created <= fence)
 end
-local function keep_alive(key, expiry, now)
+local function keep_alive(key, expiry)
   if redis.call('EXISTS', key) == 0 then return end
-  local want = now + GRACE
+  local want = CLOCK + GRACE
   if expiry and expiry > want then want = expiry end
   if redis.call('EXPIRETIME', key) < want then redis.call('EXPIREAT', key, want) end
 end
@@ -145,7 +151,7 @@ if #live >= cap then
   end
 end
 redis.call('HSET', key, field, ARGV[2])
-keep_alive(key, expiry, now)
+keep_alive(key, expiry)
 return 1
 ",
     )
@@ -161,13 +167,13 @@ static PUT_NEW: LazyLock<Script> = LazyLock::new(|| {
         r"
 local key, field, now, expiry = KEYS[1], ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
 sweep(key, now)
-for i = 7, #ARGV - 1 do redis.call('HSET', key, ARGV[i], 'revoked|' .. ARGV[3]) end
+for i = 7, #ARGV - 1 do redis.call('HSET', key, ARGV[i], 'revoked|' .. CLOCK) end
 local written = 0
 if writable(key, field, tonumber(ARGV[6]), tonumber(ARGV[5])) then
   redis.call('HSET', key, field, ARGV[2])
   written = 1
 end
-keep_alive(key, written == 1 and expiry or nil, now)
+keep_alive(key, written == 1 and expiry or nil)
 return written
 ",
     )
@@ -190,7 +196,7 @@ local tail = string.sub(v, string.len(string.match(v, '^%d+|%d+|%d+|%d+|[01]|%d+
 local record = table.concat({created, string.format('%d', expiry), string.format('%d', a), idle, rest,
   string.format('%d', now), tail}, '|')
 redis.call('HSET', key, field, record)
-keep_alive(key, expiry, now)
+keep_alive(key, expiry)
 return record
 ",
     )
@@ -206,7 +212,7 @@ local key, field, now = KEYS[1], ARGV[1], tonumber(ARGV[3])
 if not writable(key, field, tonumber(ARGV[6]), tonumber(ARGV[7])) then return 0 end
 if ARGV[5] ~= '*' and (redis.call('HGET', key, field) or '') ~= ARGV[5] then return 0 end
 redis.call('HSET', key, field, ARGV[2])
-keep_alive(key, tonumber(ARGV[4]), now)
+keep_alive(key, tonumber(ARGV[4]))
 return 1
 ",
     )
@@ -214,14 +220,14 @@ return 1
 
 /// Replaces a session by a tombstone, so that no write in flight can bring it back; with
 /// `only_if_present`, only a session Redis holds (no key is made for a token Redis never saw).
-/// KEYS[1] the user's hash; ARGV: field, now, only_if_present (0/1), grace.
+/// KEYS[1] the user's hash; ARGV: field, only_if_present (0/1), grace.
 static REVOKE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local key, field, now = KEYS[1], ARGV[1], tonumber(ARGV[2])
-if ARGV[3] == '1' and redis.call('HEXISTS', key, field) == 0 then return 0 end
-redis.call('HSET', key, field, 'revoked|' .. ARGV[2])
-keep_alive(key, nil, now)
+local key, field = KEYS[1], ARGV[1]
+if ARGV[2] == '1' and redis.call('HEXISTS', key, field) == 0 then return 0 end
+redis.call('HSET', key, field, 'revoked|' .. CLOCK)
+keep_alive(key, nil)
 return 1
 ",
     )
@@ -229,18 +235,19 @@ return 1
 
 /// Ends every session of a user: drops their records, keeps the tombstones, and raises the
 /// marker to `fence`, so that no write in flight of a session created at or before it lands.
-/// KEYS[1] the user's hash; ARGV: fence, now, grace.
+/// KEYS[1] the user's hash; ARGV: fence, grace.
 static REVOKE_USER: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local key, fence, now = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+local key, fence = KEYS[1], tonumber(ARGV[1])
 local all = redis.call('HGETALL', key)
 for i = 1, #all, 2 do
   if all[i] ~= 'revoked_before' and not tombstone_time(all[i + 1]) then redis.call('HDEL', key, all[i]) end
 end
-local marker = tonumber(redis.call('HGET', key, 'revoked_before'))
-if not marker or marker < fence then redis.call('HSET', key, 'revoked_before', ARGV[1]) end
-keep_alive(key, nil, now)
+local old = marker_fence(redis.call('HGET', key, 'revoked_before'))
+if old and old > fence then fence = old end
+redis.call('HSET', key, 'revoked_before', string.format('%d|%d', fence, CLOCK))
+keep_alive(key, nil)
 return 1
 ",
     )
@@ -547,7 +554,6 @@ impl RedisStore {
         let mut invocation = REVOKE.key(sessions_key(user));
         invocation
             .arg(hash.as_bytes().as_slice())
-            .arg(crate::session::now_unix())
             .arg(u8::from(only_if_present))
             .arg(REVOCATION_GRACE_SECS);
         self.run(|mut c| async move { invocation.invoke_async::<()>(&mut c).await })
@@ -558,10 +564,7 @@ impl RedisStore {
     /// their writes in flight from landing.
     pub(super) async fn revoke_user(&self, user: &UserKey, fence: i64) -> Result<(), StoreError> {
         let mut invocation = REVOKE_USER.key(sessions_key(user));
-        invocation
-            .arg(fence)
-            .arg(crate::session::now_unix())
-            .arg(REVOCATION_GRACE_SECS);
+        invocation.arg(fence).arg(REVOCATION_GRACE_SECS);
         self.run(|mut c| async move { invocation.invoke_async::<()>(&mut c).await })
             .await
     }
@@ -641,6 +644,10 @@ impl RedisStore {
             return Ok(stats);
         };
         for key in keys.map_err(store_error)? {
+            if left().is_zero() {
+                stats.partial = true;
+                break;
+            }
             let mut hvals = redis::cmd("HVALS");
             hvals.arg(&key);
             let Ok(records) = tokio::time::timeout(left(), hvals.query_async(&mut conn)).await

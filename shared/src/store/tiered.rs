@@ -17,6 +17,7 @@ use crate::metrics::note_fallback;
 use crate::session::{GlobalStats, Session, now_unix};
 use crate::token::{TokenHash, UserKey};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -35,6 +36,8 @@ struct Inner {
     retry_after: Duration,
     epoch: tokio::sync::Mutex<EpochCache>,
     epoch_check_interval: Duration,
+    /// A revocation's epoch bump failed; retried before the next epoch read.
+    owes_bump: AtomicBool,
 }
 
 /// How to (re)connect to Redis.
@@ -96,6 +99,7 @@ impl TieredStore {
                 retry_after,
                 epoch: tokio::sync::Mutex::new(EpochCache::default()),
                 epoch_check_interval,
+                owes_bump: AtomicBool::new(false),
             }),
         }
     }
@@ -170,8 +174,11 @@ impl TieredStore {
         }
     }
 
-    /// The store epoch, reread from DynamoDB at least every `epoch_check_interval`.
+    /// The store epoch, reread from DynamoDB at least every `epoch_check_interval`. A copy's age
+    /// counts from when its read was sent, so that a bump completed before a request is seen by
+    /// every request that starts an interval later, however slow the read that missed it was.
     async fn epoch(&self) -> Result<u64, StoreError> {
+        self.settle_owed_bump().await;
         let mut cache = self.inner.epoch.lock().await;
         if cache
             .checked_at
@@ -179,23 +186,41 @@ impl TieredStore {
         {
             return Ok(cache.value);
         }
+        let sent = Checked::now();
         let fresh = self.inner.dynamo.epoch().await?;
         cache.value = cache.value.max(fresh);
-        cache.checked_at = Some(Checked::now());
+        cache.checked_at = Some(sent);
         Ok(cache.value)
     }
 
-    /// After a change Redis did not get: entries written before it are no longer trusted.
+    /// After a change Redis did not get: entries written before it are no longer trusted. If the
+    /// bump fails too, this container owes it, and pays on its next request (the request fails:
+    /// a revocation that neither store confirmed is not reported done).
     async fn bump_epoch(&self) -> Result<(), StoreError> {
-        let fresh = self.inner.dynamo.bump_epoch().await?;
+        let sent = Checked::now();
+        let fresh = match self.inner.dynamo.bump_epoch().await {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                self.inner.owes_bump.store(true, Ordering::SeqCst);
+                return Err(e);
+            }
+        };
+        self.inner.owes_bump.store(false, Ordering::SeqCst);
         let mut cache = self.inner.epoch.lock().await;
         cache.value = cache.value.max(fresh);
-        cache.checked_at = Some(Checked::now());
+        cache.checked_at = Some(sent);
         tracing::warn!(
             epoch = cache.value,
             "store epoch bumped: Redis missed a change"
         );
         Ok(())
+    }
+
+    /// A bump that failed earlier: the record may have lost sessions that Redis still serves.
+    async fn settle_owed_bump(&self) {
+        if self.inner.owes_bump.load(Ordering::Relaxed) {
+            let _ = Box::pin(self.bump_epoch()).await;
+        }
     }
 
     /// What a write of the record into Redis is fenced by; taken before the DynamoDB operation
@@ -230,14 +255,14 @@ impl TieredStore {
         session: &Session,
     ) -> Result<(), StoreError> {
         let fence = self.fence().await?;
-        let evicted = self
-            .inner
-            .dynamo
-            .create_evicting(user, hash, session)
-            .await?;
+        let (evicted, recorded) = self.inner.dynamo.create_evicting(user, hash, session).await;
+        if recorded.is_err() && evicted.is_empty() {
+            return recorded;
+        }
         hook!("tiered.create.recorded", user);
-        // The new session is only a miss if Redis does not get it; the evicted ones are
-        // revocations, which Redis must get or the epoch must tell.
+        // The new session is stored (an eviction is only tried after it). It is only a miss if
+        // Redis does not get it; the evicted ones are revocations, which Redis must get or the
+        // epoch must tell, even when their delete failed or its answer was lost.
         let mut written = false;
         if let Some(redis) = self.redis().await {
             match redis.put_new(user, hash, session, fence, &evicted).await {
@@ -248,7 +273,7 @@ impl TieredStore {
         if !written && !evicted.is_empty() {
             self.bump_epoch().await?;
         }
-        Ok(())
+        recorded
     }
 
     pub(super) async fn get(
@@ -303,7 +328,9 @@ impl TieredStore {
                 .await
                 .map(drop),
             // Gone from the record: drop what Redis still holds (and nothing if it holds none).
-            (_, Some(_)) => redis.revoke(user, hash, true).await,
+            (None, Some(_)) => redis.revoke(user, hash, true).await,
+            // Lapsed in the record as read, or nothing anywhere: leave Redis alone (a refresh
+            // may be landing right now).
             _ => return,
         };
         if let Err(e) = result {
@@ -343,16 +370,17 @@ impl TieredStore {
         user: &UserKey,
         hash: &TokenHash,
     ) -> Result<bool, StoreError> {
-        if !self.inner.dynamo.delete(user, hash).await? {
-            // Not a session of the record: nothing to revoke, so nothing is written and nothing
-            // bumped (a forged token must not touch either store), beyond dropping what Redis
-            // may still hold of it.
+        let deleted = self.inner.dynamo.delete(user, hash).await;
+        if !matches!(deleted, Ok(true)) {
+            // Not a session of the record, or not known whether the delete was applied (its
+            // answer may be what was lost): nothing is bumped and no key is made (a forged token
+            // must not touch either store), but what Redis holds of it goes.
             if let Some(redis) = self.redis().await
                 && let Err(e) = redis.revoke(user, hash, true).await
             {
                 self.redis_failed(&e);
             }
-            return Ok(false);
+            return deleted;
         }
         hook!("tiered.delete.recorded", user);
         self.revoke_in_redis(|redis| async move { redis.revoke(user, hash, false).await })
@@ -364,11 +392,17 @@ impl TieredStore {
         let (newest, deleted) = self.inner.dynamo.delete_user_fenced(user, now).await;
         hook!("tiered.delete_user.recorded", user);
         // Whatever the record lost, even when it failed part-way, Redis must stop serving: every
-        // session it found was created at or before the fence.
-        if let Some(newest) = newest {
-            let fence = newest.max(now);
+        // session it found was created at or before the fence. The caller is authenticated, so
+        // Redis is told even when the record held nothing (a retry after a revocation whose
+        // Redis write and bump both failed); the epoch is bumped only for what the record lost.
+        let fence = newest.unwrap_or(now).max(now);
+        if newest.is_some() {
             self.revoke_in_redis(|redis| async move { redis.revoke_user(user, fence).await })
                 .await?;
+        } else if let Some(redis) = self.redis().await
+            && let Err(e) = redis.revoke_user(user, fence).await
+        {
+            self.redis_failed(&e);
         }
         deleted
     }

@@ -86,8 +86,7 @@ pub async fn dynamodb() -> Subject {
 async fn dynamo_table() -> (DynamoStore, Backing) {
     let client = dynamo_client(&Moto::shared().endpoint());
     let table = unique("sessions");
-    let store =
-        DynamoStore::from_client(client.clone(), &table).with_max_sessions(TEST_MAX_SESSIONS);
+    let store = dynamo_over(client.clone(), &table).with_max_sessions(TEST_MAX_SESSIONS);
     store.ensure_table().await.expect("create the test table");
     (store, Backing::Dynamo { client, table })
 }
@@ -155,9 +154,18 @@ pub fn local_config(pairs: &[(&str, &str)]) -> shared::Config {
     shared::Config::from_map(&vars).expect("valid config")
 }
 
+/// Generous, like [`TEST_TIMEOUT`]: moto is a Python server on a busy 2-core machine, and a
+/// logout-all of 100 sessions is several calls. The budgets are measured by `make bench`.
+pub const TEST_DYNAMO_CALL: Duration = Duration::from_secs(10);
+
+/// A DynamoDB store over `client`, with the tests' call budget.
+pub fn dynamo_over(client: aws_sdk_dynamodb::Client, table: &str) -> DynamoStore {
+    DynamoStore::from_client(client, table).with_call_timeout(TEST_DYNAMO_CALL)
+}
+
 /// A store over `table` on a local server (the table may not exist yet).
 pub fn dynamo_store(endpoint: &str, table: &str) -> DynamoStore {
-    DynamoStore::from_client(dynamo_client(endpoint), table)
+    dynamo_over(dynamo_client(endpoint), table)
 }
 
 /// A DynamoDB client for a local server: fixed region, dummy credentials.
@@ -335,7 +343,7 @@ impl Fleet {
             unreachable!()
         };
         Store::Tiered(TieredStore::new(
-            DynamoStore::from_client(client, &self.table).with_max_sessions(TEST_MAX_SESSIONS),
+            dynamo_over(client, &self.table).with_max_sessions(TEST_MAX_SESSIONS),
             Some(front),
             self.connect(&self.redis.url()),
             Duration::from_millis(500),
@@ -348,8 +356,7 @@ impl Fleet {
     pub fn container_without_redis(&self) -> Store {
         let dead = format!("redis://127.0.0.1:{}", super::servers::free_port());
         Store::Tiered(TieredStore::new(
-            DynamoStore::from_client(self.client.clone(), &self.table)
-                .with_max_sessions(TEST_MAX_SESSIONS),
+            dynamo_over(self.client.clone(), &self.table).with_max_sessions(TEST_MAX_SESSIONS),
             None,
             self.connect(&dead),
             Duration::from_secs(3600),
@@ -360,8 +367,7 @@ impl Fleet {
     /// The record alone: what DynamoDB holds, read by the DynamoDB store.
     pub fn record(&self) -> Store {
         Store::Dynamodb(
-            DynamoStore::from_client(self.client.clone(), &self.table)
-                .with_max_sessions(TEST_MAX_SESSIONS),
+            dynamo_over(self.client.clone(), &self.table).with_max_sessions(TEST_MAX_SESSIONS),
         )
     }
 
