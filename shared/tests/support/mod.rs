@@ -1,5 +1,6 @@
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod keys;
 pub mod servers;
 pub mod stores;

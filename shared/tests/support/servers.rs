@@ -122,6 +122,11 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Whether it runs (not killed).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// SIGKILL, as a crash or an outage would; `restart` brings it back.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -1,0 +1,863 @@
+//! The history checker: the proof of the store protocol.
+//!
+//! Seeded, randomized concurrent histories — create, validate, refresh, logout, logout-all, stats,
+//! cache put and get, and the same calls with forged, unknown and expired tokens — from several
+//! store instances (each a Lambda container with its own epoch cache and Redis skip state),
+//! against a real redis-server (through a fault proxy) and moto, while faults are injected: Redis
+//! killed and restarted empty, frozen (SIGSTOP), its replies delayed past the command timeout, its
+//! connections cut; DynamoDB calls failed, the epoch's reads and bumps throttled, batch deletes
+//! failed part-way. Every call's start, end and result is recorded, and each user's history is
+//! judged against a sequential model of sessions:
+//!
+//! - **revoked stays revoked**: after a logout or logout-all completed, no call that starts once
+//!   the protocol's bound has passed (`EPOCH_CHECK_INTERVAL`, counted from the end of the
+//!   revocation; the protocol counts a container's copy of the epoch from when its read was sent)
+//!   accepts that session, on any container;
+//! - **live stays live**: a session whose create completed is never refused unless a revocation
+//!   of it had started, the cap may have evicted it, or (Redis alone) Redis lost its data;
+//! - **forged, unknown and expired tokens** are never accepted, and no key or item of a user
+//!   the checker never signed in appears in either store;
+//! - **once quiet** (faults healed): every container and the record agree on every session, the
+//!   user's stats count what the record holds, Redis trusts no session the record lacks, and
+//!   every Redis key has a TTL.
+//!
+//! A failing run prints its seed and the history, then shrinks it (fewer users, fewer calls, no
+//! faults) to the smallest parameters that still fail. `HISTORY_SEED` replays one run;
+//! `HISTORY_HISTORIES` sets the budget (`make test`: a few hundred per mode; `make drill`: 10,000
+//! and more).
+
+mod support;
+
+use shared::session::{Lifetimes, Session, now_unix};
+use shared::store::{RedisConnect, RedisStore, TieredStore};
+use shared::token::UserKey;
+use shared::{SessionToken, Store};
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use support::faults::{DynamoFaults, DynamoKnobs, FaultProxy, faulty_client};
+use support::servers::{Moto, RedisCluster, RedisServer};
+use support::stores::{dynamo_client, dynamo_over, unique};
+
+/// The protocol's intervals in these histories: short, so that thousands of histories fit in
+/// minutes and every bound is crossed many times in each.
+const EPOCH_CHECK: Duration = Duration::from_millis(20);
+const REDIS_RETRY: Duration = Duration::from_millis(30);
+const REDIS_TIMEOUT: Duration = Duration::from_millis(150);
+/// Reading a clock twice is not exact; the bound is checked this much later.
+const CLOCK_SLACK: Duration = Duration::from_millis(5);
+const LIFETIMES: Lifetimes = Lifetimes {
+    session: 3600,
+    remember_me: 2_592_000,
+    max_lifetime: 7_776_000,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Both,
+    Redis,
+    Dynamodb,
+    Cluster,
+}
+
+/// What one run is made of; all of it follows from the seed but for the sizes, which shrink.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    mode: Mode,
+    seed: u64,
+    users: usize,
+    calls_per_user: usize,
+    faults: bool,
+    /// The per-user cap: usually above what a history creates, sometimes small.
+    cap: usize,
+}
+
+#[derive(Debug, Clone)]
+enum Call {
+    Create(usize),
+    Validate(usize),
+    Refresh(usize),
+    Logout(usize),
+    LogoutAll,
+    Stats,
+    CachePut,
+    CacheGet,
+    /// A well-formed token never issued: the user's own key or another user's, a made-up secret.
+    Forged(ForgedCall),
+    /// A session stored already expired, then asked for.
+    Expired,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ForgedCall {
+    Validate,
+    Refresh,
+    Logout,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Outcome {
+    Done,
+    Accepted,
+    Refused,
+    Removed(bool),
+    Count(u64),
+    Failed(String),
+}
+
+#[derive(Debug, Clone)]
+struct Event {
+    container: usize,
+    call: Call,
+    start: Duration,
+    end: Duration,
+    outcome: Outcome,
+}
+
+/// Faults as they happened, for the model (Redis data loss) and the report.
+#[derive(Debug, Clone)]
+struct Fault {
+    at: Duration,
+    what: &'static str,
+}
+
+/// The servers and the containers of one run.
+struct World {
+    mode: Mode,
+    containers: Vec<Store>,
+    /// DynamoDB alone over the same table: the record's truth.
+    record: Option<Store>,
+    redis: Option<Arc<Mutex<RedisServer>>>,
+    proxy: Option<FaultProxy>,
+    knobs: Arc<DynamoKnobs>,
+    redis_urls: Vec<String>,
+    table: Option<(aws_sdk_dynamodb::Client, String)>,
+}
+
+impl World {
+    async fn new(plan: &Plan, containers: usize) -> World {
+        let knobs = Arc::new(DynamoKnobs::default());
+        let mut world = World {
+            mode: plan.mode,
+            containers: Vec::new(),
+            record: None,
+            redis: None,
+            proxy: None,
+            knobs: knobs.clone(),
+            redis_urls: Vec::new(),
+            table: None,
+        };
+        if matches!(plan.mode, Mode::Both | Mode::Redis) {
+            let server = RedisServer::start();
+            let proxy = FaultProxy::start(server.port()).await;
+            world.redis_urls = vec![server.url()];
+            world.redis = Some(Arc::new(Mutex::new(server)));
+            world.proxy = Some(proxy);
+        }
+        if plan.mode == Mode::Cluster {
+            world.redis_urls = RedisCluster::shared().urls();
+        }
+        if matches!(plan.mode, Mode::Both | Mode::Dynamodb) {
+            let client = dynamo_client(&Moto::shared().endpoint());
+            let table = unique("history");
+            dynamo_over(client.clone(), &table)
+                .ensure_table()
+                .await
+                .expect("create the table");
+            world.record = Some(Store::Dynamodb(
+                dynamo_over(client.clone(), &table).with_max_sessions(plan.cap),
+            ));
+            world.table = Some((client, table));
+        }
+        for i in 0..containers {
+            let store = world.container(plan, i as u64).await;
+            world.containers.push(store.with_max_sessions(plan.cap));
+        }
+        world
+    }
+
+    async fn container(&self, plan: &Plan, i: u64) -> Store {
+        let dynamo = || {
+            let (client, table) = self.table.as_ref().unwrap();
+            let faults = DynamoFaults::new(self.knobs.clone(), plan.seed ^ ((i + 1) * 0x9e37));
+            dynamo_over(faulty_client(client, faults), table)
+        };
+        let redis_url = match &self.proxy {
+            Some(proxy) => proxy.url(),
+            None => self.redis_urls.first().cloned().unwrap_or_default(),
+        };
+        let redis = || async {
+            RedisStore::connect(
+                &redis_url,
+                shared::config::RedisMode::Auto,
+                REDIS_TIMEOUT,
+                REDIS_TIMEOUT,
+            )
+            .await
+        };
+        match self.mode {
+            Mode::Dynamodb => Store::Dynamodb(dynamo()),
+            Mode::Redis | Mode::Cluster => Store::Redis(redis().await.expect("connect to Redis")),
+            Mode::Both => Store::Tiered(TieredStore::new(
+                dynamo(),
+                redis().await.ok(),
+                RedisConnect {
+                    url: redis_url.clone(),
+                    mode: shared::config::RedisMode::Auto,
+                    connect_timeout: REDIS_TIMEOUT,
+                    command_timeout: REDIS_TIMEOUT,
+                    max_sessions: plan.cap,
+                },
+                REDIS_RETRY,
+                EPOCH_CHECK,
+            )),
+        }
+    }
+
+    fn heal(&self) {
+        self.knobs.heal();
+        if let Some(proxy) = &self.proxy {
+            proxy.heal();
+        }
+        if let Some(redis) = &self.redis {
+            let mut redis = redis.lock().unwrap_or_else(PoisonError::into_inner);
+            if !redis.is_running() {
+                redis.restart();
+            }
+            redis.resume();
+        }
+    }
+}
+
+/// A small seeded generator (xorshift64*), so that a seed replays the same choices.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    fn chance(&mut self, per_mille: u64) -> bool {
+        self.next() % 1000 < per_mille
+    }
+}
+
+/// One user's side of a run: their tokens (minted up front, used by creates in turn) and what
+/// happened.
+struct UserRun {
+    user: String,
+    tokens: Vec<SessionToken>,
+    /// Tokens whose create has started.
+    claimed: AtomicUsize,
+    events: Mutex<Vec<Event>>,
+}
+
+/// The result of one run: how many histories and calls, which faults, and what went wrong.
+struct RunReport {
+    calls: usize,
+    faults: Vec<Fault>,
+    violations: Vec<String>,
+}
+
+async fn run(plan: Plan) -> RunReport {
+    let containers = if plan.mode == Mode::Cluster { 2 } else { 3 };
+    let world = Arc::new(World::new(&plan, containers).await);
+    let started = Instant::now();
+    let users: Vec<Arc<UserRun>> = (0..plan.users)
+        .map(|_| {
+            let user = unique("hist");
+            let tokens = (0..plan.calls_per_user)
+                .map(|_| SessionToken::mint(&user))
+                .collect();
+            Arc::new(UserRun {
+                user,
+                tokens,
+                claimed: AtomicUsize::new(0),
+                events: Mutex::new(Vec::new()),
+            })
+        })
+        .collect();
+    let forged_user = unique("forged");
+
+    // Faults, while the calls run.
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let faults = Arc::new(Mutex::new(Vec::new()));
+    let fault_task = (plan.faults && plan.mode != Mode::Cluster).then(|| {
+        let (world, done, faults) = (world.clone(), done.clone(), faults.clone());
+        tokio::spawn(inject_faults(world, plan.seed, started, done, faults))
+    });
+
+    // Each user's calls come from two clients at once, each on a random container.
+    let mut tasks = Vec::new();
+    for (u, user) in users.iter().enumerate() {
+        for client in 0..2u64 {
+            let (world, user, forged_user) = (world.clone(), user.clone(), forged_user.clone());
+            let seed = plan.seed ^ ((u as u64) << 20) ^ (client << 40);
+            let calls =
+                plan.calls_per_user / 2 + usize::from(client == 0) * (plan.calls_per_user % 2);
+            tasks.push(tokio::spawn(async move {
+                let mut rng = Rng::new(seed);
+                for _ in 0..calls {
+                    // A little think time, so that faults land between and during calls.
+                    tokio::time::sleep(Duration::from_millis(rng.below(4) as u64)).await;
+                    let call = pick_call(&mut rng, &user);
+                    let container = rng.below(world.containers.len());
+                    let start = started.elapsed();
+                    let outcome =
+                        perform(&world.containers[container], &user, &call, &forged_user).await;
+                    let end = started.elapsed();
+                    user.events
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(Event {
+                            container,
+                            call,
+                            start,
+                            end,
+                            outcome,
+                        });
+                }
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.expect("a client task panicked");
+    }
+    done.store(true, Ordering::SeqCst);
+    if let Some(task) = fault_task {
+        task.await.expect("the fault task panicked");
+    }
+    let faults = faults
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+
+    // Judge each history, then the quiet state.
+    let mut violations = Vec::new();
+    let mut calls = 0;
+    for user in &users {
+        let events = user
+            .events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        calls += events.len();
+        for v in judge(&plan, user, &events, &faults) {
+            violations.push(format!("{}: {v}", user.user));
+        }
+    }
+    world.heal();
+    violations.extend(quiet(&world, &users, &forged_user).await);
+    RunReport {
+        calls,
+        faults,
+        violations,
+    }
+}
+
+fn pick_call(rng: &mut Rng, user: &UserRun) -> Call {
+    let created = user.claimed.load(Ordering::SeqCst);
+    let existing = |rng: &mut Rng| rng.below(created);
+    match rng.below(100) {
+        _ if created == 0 => Call::Create(user.claimed.fetch_add(1, Ordering::SeqCst)),
+        0..20 if created < user.tokens.len() => {
+            Call::Create(user.claimed.fetch_add(1, Ordering::SeqCst))
+        }
+        0..45 => Call::Validate(existing(rng)),
+        45..57 => Call::Refresh(existing(rng)),
+        57..65 => Call::Logout(existing(rng)),
+        65..68 => Call::LogoutAll,
+        68..72 => Call::Stats,
+        72..77 => Call::CachePut,
+        77..82 => Call::CacheGet,
+        82..86 => Call::Forged(ForgedCall::Validate),
+        86..90 => Call::Forged(ForgedCall::Refresh),
+        90..95 => Call::Forged(ForgedCall::Logout),
+        _ => Call::Expired,
+    }
+}
+
+async fn perform(store: &Store, user: &UserRun, call: &Call, forged_user: &str) -> Outcome {
+    let now = now_unix();
+    let key = UserKey::for_user(&user.user);
+    let failed = |e: shared::StoreError| Outcome::Failed(e.kind.to_string());
+    match call {
+        Call::Create(i) => {
+            let session = Session::new(&user.user, *i % 3 == 0, None, LIFETIMES, now);
+            store
+                .create(&user.tokens[*i], &session)
+                .await
+                .map_or_else(failed, |()| Outcome::Done)
+        }
+        Call::Validate(i) => match store.get(&user.tokens[*i], now).await {
+            Ok(Some(_)) => Outcome::Accepted,
+            Ok(None) => Outcome::Refused,
+            Err(e) => failed(e),
+        },
+        Call::Refresh(i) => match store.refresh(&user.tokens[*i], now).await {
+            Ok(Some(_)) => Outcome::Accepted,
+            Ok(None) => Outcome::Refused,
+            Err(e) => failed(e),
+        },
+        Call::Logout(i) => store
+            .delete(&user.tokens[*i])
+            .await
+            .map_or_else(failed, Outcome::Removed),
+        Call::LogoutAll => store
+            .delete_user(&key, now)
+            .await
+            .map_or_else(failed, Outcome::Count),
+        Call::Stats => store
+            .user_stats(&key, now)
+            .await
+            .map_or_else(failed, |s| Outcome::Count(s.active_sessions)),
+        Call::CachePut => store
+            .cache_put(&key, r#"{"n":1}"#, 60, now)
+            .await
+            .map_or_else(failed, |()| Outcome::Done),
+        Call::CacheGet => store
+            .cache_get(&key, now)
+            .await
+            .map_or_else(failed, |_| Outcome::Done),
+        Call::Forged(kind) => {
+            // Half with this user's key, half with a user the checker never signs in.
+            let owner = if now % 2 == 0 {
+                &user.user
+            } else {
+                forged_user
+            };
+            let token = SessionToken::mint(owner);
+            let result = match kind {
+                ForgedCall::Validate => store.get(&token, now).await.map(|s| s.is_some()),
+                ForgedCall::Refresh => store.refresh(&token, now).await.map(|s| s.is_some()),
+                ForgedCall::Logout => store.delete(&token).await,
+            };
+            match result {
+                Ok(true) => Outcome::Accepted,
+                Ok(false) => Outcome::Refused,
+                Err(e) => failed(e),
+            }
+        }
+        Call::Expired => {
+            let token = SessionToken::mint(&user.user);
+            let lapsed = Session::new(&user.user, false, None, LIFETIMES, now - 7200);
+            if let Err(e) = store.create(&token, &lapsed).await {
+                return failed(e);
+            }
+            match store.get(&token, now).await {
+                Ok(Some(_)) => Outcome::Accepted,
+                Ok(None) => Outcome::Refused,
+                Err(e) => failed(e),
+            }
+        }
+    }
+}
+
+async fn inject_faults(
+    world: Arc<World>,
+    seed: u64,
+    started: Instant,
+    done: Arc<std::sync::atomic::AtomicBool>,
+    log: Arc<Mutex<Vec<Fault>>>,
+) {
+    let mut rng = Rng::new(seed ^ 0xfa17);
+    let note = |what: &'static str| {
+        log.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Fault {
+                at: started.elapsed(),
+                what,
+            });
+    };
+    let pause =
+        |rng: &mut Rng, low: u64, high: u64| Duration::from_millis(low + rng.next() % (high - low));
+    let has_redis = world.redis.is_some();
+    let has_dynamo = world.table.is_some();
+    while !done.load(Ordering::SeqCst) {
+        tokio::time::sleep(pause(&mut rng, 1, 40)).await;
+        if done.load(Ordering::SeqCst) {
+            break;
+        }
+        let fault = rng.below(7);
+        let hold = pause(&mut rng, 20, 200);
+        match fault {
+            0 if has_redis => {
+                note("redis killed");
+                let redis = world.redis.clone().unwrap();
+                tokio::task::spawn_blocking(move || {
+                    redis.lock().unwrap_or_else(PoisonError::into_inner).kill()
+                })
+                .await
+                .unwrap();
+                tokio::time::sleep(hold).await;
+                let redis = world.redis.clone().unwrap();
+                tokio::task::spawn_blocking(move || {
+                    redis
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .restart()
+                })
+                .await
+                .unwrap();
+                note("redis restarted empty");
+            }
+            1 if has_redis => {
+                note("redis frozen");
+                world.redis.as_ref().unwrap().lock().unwrap().pause();
+                tokio::time::sleep(hold).await;
+                world.redis.as_ref().unwrap().lock().unwrap().resume();
+                note("redis thawed");
+            }
+            2 if has_redis => {
+                note("redis replies delayed past the timeout");
+                let proxy = world.proxy.as_ref().unwrap();
+                proxy.set_delay(REDIS_TIMEOUT + Duration::from_millis(50));
+                tokio::time::sleep(hold).await;
+                proxy.set_delay(Duration::ZERO);
+            }
+            3 if has_redis => {
+                note("redis connections cut");
+                world.proxy.as_ref().unwrap().cut();
+            }
+            4 if has_dynamo => {
+                note("dynamodb failing 1 call in 5");
+                world.knobs.any.store(200, Ordering::SeqCst);
+                tokio::time::sleep(hold).await;
+                world.knobs.any.store(0, Ordering::SeqCst);
+            }
+            5 if has_dynamo => {
+                note("epoch reads and bumps throttled");
+                world.knobs.epoch.store(700, Ordering::SeqCst);
+                tokio::time::sleep(hold).await;
+                world.knobs.epoch.store(0, Ordering::SeqCst);
+            }
+            6 if has_dynamo => {
+                note("batch deletes failing");
+                world.knobs.batch.store(600, Ordering::SeqCst);
+                tokio::time::sleep(hold).await;
+                world.knobs.batch.store(0, Ordering::SeqCst);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The model: one user's history, judged session by session.
+fn judge(plan: &Plan, user: &UserRun, events: &[Event], faults: &[Fault]) -> Vec<String> {
+    let mut violations = Vec::new();
+    let bound = match plan.mode {
+        Mode::Both => EPOCH_CHECK + CLOCK_SLACK,
+        _ => CLOCK_SLACK,
+    };
+    // With Redis alone, an empty restart loses sessions: the model allows refusals after it.
+    let data_lost_at = (plan.mode == Mode::Redis)
+        .then(|| {
+            faults
+                .iter()
+                .find(|f| f.what == "redis killed")
+                .map(|f| f.at)
+        })
+        .flatten();
+    let creates: Vec<Option<&Event>> = (0..user.tokens.len())
+        .map(|i| {
+            events
+                .iter()
+                .find(|e| matches!(e.call, Call::Create(j) if j == i))
+        })
+        .collect();
+    let logout_alls: Vec<&Event> = events
+        .iter()
+        .filter(|e| matches!(e.call, Call::LogoutAll))
+        .collect();
+    for e in events {
+        let token = match e.call {
+            Call::Validate(i) | Call::Refresh(i) => i,
+            Call::Forged(_) | Call::Expired if e.outcome == Outcome::Accepted => {
+                violations.push(format!("accepted a forged or expired token: {e}"));
+                continue;
+            }
+            _ => continue,
+        };
+        let Some(create) = creates[token] else {
+            continue;
+        };
+        // Calls that may revoke this session: its logouts, and every logout-all.
+        let revocations: Vec<&Event> = events
+            .iter()
+            .filter(|r| matches!(r.call, Call::Logout(j) if j == token))
+            .chain(logout_alls.iter().copied())
+            .collect();
+        match e.outcome {
+            Outcome::Accepted => {
+                // Completed revocations: a logout that removed it, or a logout-all that began
+                // after its create had completed (one that raced the create may not have seen
+                // it). A failed call may or may not have taken effect.
+                let revoked = revocations.iter().find(|r| {
+                    let completed = match (&r.call, &r.outcome) {
+                        (Call::Logout(_), Outcome::Removed(true)) => true,
+                        (Call::LogoutAll, Outcome::Count(_)) => r.start > create.end,
+                        _ => false,
+                    };
+                    completed && r.end + bound < e.start
+                });
+                if let Some(r) = revoked {
+                    violations.push(format!("revoked by {r}, then accepted: {e}"));
+                }
+            }
+            Outcome::Refused => {
+                let created = matches!(create.outcome, Outcome::Done) && create.end < e.start;
+                let excused = revocations.iter().any(|r| r.start < e.end)
+                    || data_lost_at.is_some_and(|at| at < e.end)
+                    || may_be_evicted(plan, token, &creates, e);
+                if created && !excused {
+                    violations.push(format!("a live session refused: {e} (created by {create})"));
+                }
+            }
+            _ => {}
+        }
+    }
+    violations
+}
+
+/// Whether the cap may have evicted session `token` before `e` ended: enough sessions were being
+/// created by then.
+fn may_be_evicted(plan: &Plan, token: usize, creates: &[Option<&Event>], e: &Event) -> bool {
+    let begun = creates
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| *i != token && c.is_some_and(|c| c.start < e.end))
+        .count();
+    begun >= plan.cap
+}
+
+/// Once quiet: the stores agree, and what was forged left no trace.
+async fn quiet(world: &World, users: &[Arc<UserRun>], forged_user: &str) -> Vec<String> {
+    let mut violations = Vec::new();
+    // Past every skip window: each container reconnects and rereads the epoch.
+    tokio::time::sleep(REDIS_RETRY + EPOCH_CHECK + CLOCK_SLACK).await;
+    let now = now_unix();
+    for user in users {
+        let claimed = user.claimed.load(Ordering::SeqCst).min(user.tokens.len());
+        for token in &user.tokens[..claimed] {
+            let truth = match &world.record {
+                Some(record) => record.get(token, now).await.ok().map(|s| s.is_some()),
+                None => None,
+            };
+            let mut answers = Vec::new();
+            for store in &world.containers {
+                // Twice: the first read may repair, the second is served by what it left.
+                let _ = store.get(token, now).await;
+                answers.push(store.get(token, now).await.ok().map(|s| s.is_some()));
+            }
+            let first = truth.or(answers[0]);
+            if answers.iter().any(|a| *a != first) {
+                violations.push(format!(
+                    "{}: stores disagree once quiet: record {truth:?}, containers {answers:?}",
+                    user.user
+                ));
+            }
+        }
+        if let Some(record) = &world.record {
+            let key = UserKey::for_user(&user.user);
+            let truth = record.user_stats(&key, now).await.ok();
+            for store in &world.containers {
+                let stats = store.user_stats(&key, now).await.ok();
+                if stats != truth {
+                    violations.push(format!(
+                        "{}: stats disagree once quiet: {stats:?} vs the record's {truth:?}",
+                        user.user
+                    ));
+                }
+            }
+        }
+    }
+    violations.extend(no_trace(world, users, forged_user).await);
+    violations
+}
+
+/// Every Redis key has a TTL and belongs to a user the checker signed in; Redis trusts no active
+/// session the record lacks; the table holds nothing of the forged user.
+async fn no_trace(world: &World, users: &[Arc<UserRun>], forged_user: &str) -> Vec<String> {
+    let mut violations = Vec::new();
+    let known: HashSet<String> = users
+        .iter()
+        .map(|u| UserKey::for_user(&u.user).as_str().to_owned())
+        .collect();
+    let forged_key = UserKey::for_user(forged_user).as_str().to_owned();
+    for url in &world.redis_urls {
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+            continue;
+        };
+        for entry in support::stores::redis_entries(url).await {
+            let key = String::from_utf8_lossy(&entry.key).into_owned();
+            let Some(user_key) = key
+                .split_once('{')
+                .and_then(|(_, rest)| rest.strip_suffix('}'))
+            else {
+                continue;
+            };
+            if user_key == forged_key {
+                violations.push(format!("a forged user's key in Redis: {key}"));
+            }
+            if !known.contains(user_key) {
+                continue; // another test's, on the shared cluster
+            }
+            let ttl: i64 = redis::cmd("PTTL")
+                .arg(&entry.key)
+                .query_async(&mut conn)
+                .await
+                .unwrap_or(-3);
+            if ttl < 0 {
+                violations.push(format!("a Redis key without TTL: {key} ({ttl})"));
+            }
+        }
+    }
+    if let Some((client, table)) = &world.table {
+        let forged = client
+            .query()
+            .table_name(table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(
+                ":pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!("USER#{forged_key}")),
+            )
+            .send()
+            .await;
+        if forged.is_ok_and(|out| out.count() > 0) {
+            violations.push("a forged user's item in DynamoDB".to_owned());
+        }
+    }
+    violations
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "[{:>7.1?} .. {:>7.1?}] container {} {:?} -> {:?}",
+            self.start, self.end, self.container, self.call, self.outcome
+        )
+    }
+}
+
+/// Runs histories of `mode` until `budget` histories were judged; on a violation, prints the
+/// run, shrinks it and fails.
+async fn check(mode: Mode, budget: usize) {
+    let base_seed: u64 = std::env::var("HISTORY_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| now_unix() as u64 ^ u64::from(std::process::id()));
+    let replay = std::env::var("HISTORY_SEED").is_ok();
+    let started = Instant::now();
+    let (mut histories, mut calls, mut faults, mut runs) = (0, 0, 0, 0u64);
+    while histories < budget {
+        let seed = base_seed.wrapping_add(runs);
+        let mut rng = Rng::new(seed);
+        let plan = Plan {
+            mode,
+            seed,
+            users: 8,
+            calls_per_user: 12 + rng.below(12),
+            faults: !rng.chance(150),
+            cap: if rng.chance(200) { 3 } else { 1000 },
+        };
+        let report = run(plan).await;
+        runs += 1;
+        histories += plan.users;
+        calls += report.calls;
+        faults += report.faults.len();
+        if !report.violations.is_empty() {
+            let smallest = shrink(plan).await;
+            panic!(
+                "{mode:?}: a violation in run seed {seed} ({plan:?}); replay with \
+                 HISTORY_SEED={seed}\n{}\nfaults: {:?}\nsmallest failing plan: {smallest:?}",
+                report.violations.join("\n"),
+                report.faults
+            );
+        }
+        if replay {
+            break;
+        }
+    }
+    eprintln!(
+        "history {mode:?}: {histories} histories, {calls} calls, {faults} faults injected, \
+         0 violations, in {:.1?} (seeds {base_seed}..{})",
+        started.elapsed(),
+        base_seed.wrapping_add(runs)
+    );
+}
+
+/// The smallest plan (fewer users, fewer calls, no faults) with the same seed that still fails.
+async fn shrink(plan: Plan) -> Plan {
+    let mut smallest = plan;
+    let candidates = |p: Plan| {
+        [
+            Plan { faults: false, ..p },
+            Plan {
+                users: (p.users / 2).max(1),
+                ..p
+            },
+            Plan {
+                calls_per_user: (p.calls_per_user / 2).max(2),
+                ..p
+            },
+            Plan {
+                calls_per_user: p.calls_per_user.saturating_sub(1).max(2),
+                ..p
+            },
+        ]
+    };
+    'outer: for _ in 0..12 {
+        for candidate in candidates(smallest) {
+            let smaller = (candidate.users, candidate.calls_per_user, candidate.faults)
+                != (smallest.users, smallest.calls_per_user, smallest.faults);
+            // Concurrency makes a replay differ: give each candidate three tries.
+            for _ in 0..3 {
+                if smaller && !run(candidate).await.violations.is_empty() {
+                    smallest = candidate;
+                    continue 'outer;
+                }
+            }
+        }
+        break;
+    }
+    smallest
+}
+
+fn budget() -> usize {
+    std::env::var("HISTORY_HISTORIES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(160)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histories_with_both_stores() {
+    check(Mode::Both, budget()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histories_with_redis_alone() {
+    check(Mode::Redis, budget()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histories_with_dynamodb_alone() {
+    check(Mode::Dynamodb, budget()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histories_with_a_redis_cluster() {
+    check(Mode::Cluster, budget()).await;
+}
