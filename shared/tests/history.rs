@@ -6,7 +6,7 @@
 //! against a real redis-server (through a fault proxy) and moto, while faults are injected: Redis
 //! killed and restarted empty, frozen (SIGSTOP), its replies delayed past the command timeout, its
 //! connections cut; DynamoDB calls failed, the epoch's reads and bumps throttled, batch deletes
-//! failed part-way. Every call's start, end and result is recorded, and each user's history is
+//! failed part-way, writes applied with their answer lost. Every call's start, end and result is recorded, and each user's history is
 //! judged against a sequential model of sessions:
 //!
 //! - **revoked stays revoked**: after a logout or logout-all completed, no call that starts once
@@ -488,7 +488,7 @@ async fn inject_faults(
         if done.load(Ordering::SeqCst) {
             break;
         }
-        let fault = rng.below(7);
+        let fault = rng.below(8);
         let hold = pause(&mut rng, 20, 200);
         match fault {
             0 if has_redis => {
@@ -546,6 +546,12 @@ async fn inject_faults(
                 world.knobs.batch.store(600, Ordering::SeqCst);
                 tokio::time::sleep(hold).await;
                 world.knobs.batch.store(0, Ordering::SeqCst);
+            }
+            7 if has_dynamo => {
+                note("dynamodb answers of applied writes lost");
+                world.knobs.lost_answers.store(300, Ordering::SeqCst);
+                tokio::time::sleep(hold).await;
+                world.knobs.lost_answers.store(0, Ordering::SeqCst);
             }
             _ => {}
         }
@@ -757,7 +763,9 @@ async fn check(mode: Mode, budget: usize) {
     let base_seed: u64 = std::env::var("HISTORY_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| now_unix() as u64 ^ u64::from(std::process::id()));
+        .unwrap_or_else(|| {
+            (now_unix() as u64 ^ u64::from(std::process::id())).wrapping_mul(mode as u64 + 1)
+        });
     let replay = std::env::var("HISTORY_SEED").is_ok();
     let started = Instant::now();
     let (mut histories, mut calls, mut faults, mut runs) = (0, 0, 0, 0u64);

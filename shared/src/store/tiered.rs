@@ -285,7 +285,10 @@ impl TieredStore {
             return self.inner.dynamo.get(user, hash).await;
         };
         let seen = match redis.get_raw(user, hash).await {
-            Ok(Entry::Revoked) => return Ok(None),
+            // A tombstone stops Redis from answering for the session and from being repaired,
+            // never more: the record decides (a logout whose answer was lost may not have been
+            // applied, and the session must then stay valid).
+            Ok(Entry::Revoked) => return self.inner.dynamo.get(user, hash).await,
             Ok(Entry::Session {
                 session,
                 epoch,

@@ -2,8 +2,10 @@
 //! delays replies or drops every connection, and a DynamoDB SDK interceptor that fails a share of
 //! calls (all of them, the epoch's, the batch deletes) as throttling or a failing service would.
 
-use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept};
+use aws_sdk_dynamodb::config::interceptors::{
+    BeforeSerializationInterceptorContextRef, FinalizerInterceptorContextMut,
+};
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemInput;
 use aws_sdk_dynamodb::operation::get_item::GetItemInput;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput;
@@ -134,6 +136,8 @@ pub struct DynamoKnobs {
     pub epoch: AtomicU32,
     /// `BatchWriteItem` (a logout-all or an eviction failing part-way).
     pub batch: AtomicU32,
+    /// Writes that are applied and whose answer is lost (a timeout after DynamoDB acted).
+    pub lost_answers: AtomicU32,
     /// How many calls were failed.
     pub failed: AtomicU64,
 }
@@ -143,6 +147,7 @@ impl DynamoKnobs {
         self.any.store(0, Ordering::SeqCst);
         self.epoch.store(0, Ordering::SeqCst);
         self.batch.store(0, Ordering::SeqCst);
+        self.lost_answers.store(0, Ordering::SeqCst);
     }
 }
 
@@ -207,6 +212,32 @@ impl Intercept for DynamoFaults {
         if fail {
             knobs.failed.fetch_add(1, Ordering::Relaxed);
             return Err("injected: ProvisionedThroughputExceededException".into());
+        }
+        Ok(())
+    }
+
+    fn modify_before_attempt_completion(
+        &self,
+        context: &mut FinalizerInterceptorContextMut<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let applied = context.response().is_some_and(|r| r.status().is_success());
+        // A write: its answer may be lost after it was applied.
+        let write = context
+            .request()
+            .and_then(|r| r.headers().get("x-amz-target"))
+            .is_some_and(|target| {
+                ["PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"]
+                    .iter()
+                    .any(|op| target.ends_with(op))
+            });
+        if applied
+            && write
+            && self.roll(self.knobs.lost_answers.load(Ordering::Relaxed))
+        {
+            self.knobs.failed.fetch_add(1, Ordering::Relaxed);
+            return Err("injected: the answer of an applied write was lost".into());
         }
         Ok(())
     }
