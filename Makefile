@@ -371,3 +371,8 @@ include mk/client.mk
 # The long fuzz run (make test runs the same targets with fewer cases)
 # ---------------------------------------------------------------------------
 include mk/fuzz.mk
+
+# ---------------------------------------------------------------------------
+# The history checker's long run and the proof that it can fail
+# ---------------------------------------------------------------------------
+include mk/drill.mk
