@@ -2,15 +2,20 @@
 //! `SESSION#<token hash, hex>` or `CACHE`. A user's sessions share a partition, so validate is one
 //! strongly consistent `GetItem` and logout-all one strongly consistent `Query` plus batched
 //! deletes. `ttl` lets DynamoDB delete lapsed items, days late; reads refuse them before that.
+//! With Redis in front, the store epoch lives beside them as [`DynamoStore::EPOCH_COPIES`] copies
+//! (`pk` = `EPOCH#<i>`, `sk` = `EPOCH`), each its own partition (docs/both-stores.md, "The epoch
+//! at scale").
 
 use super::{StoreError, StoreErrorKind};
 use crate::session::{GlobalStats, Session};
 use crate::token::{TokenHash, UserKey};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, KeySchemaElement, KeyType,
-    ReturnValue, ScalarAttributeType, TimeToLiveSpecification, WriteRequest,
+    ReturnValue, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update,
+    WriteRequest,
 };
 use std::collections::HashMap;
 use std::time::Duration;
@@ -22,6 +27,14 @@ const BATCH: usize = 25;
 /// that doubles from [`BATCH_BACKOFF`] (and a random part, so that throttled callers spread).
 const BATCH_RETRIES: u32 = 5;
 const BATCH_BACKOFF: Duration = Duration::from_millis(25);
+/// Added to the stored count of bumps: far above any epoch stamped before the epoch had copies
+/// (the count of the single item that held it then), so every such Redis entry is checked
+/// against the record once.
+const EPOCH_BASE: u64 = 1 << 32;
+/// Attempts of an epoch bump that conflicts with concurrent ones, with pauses doubling from
+/// [`EPOCH_BUMP_BACKOFF`] (5–10, 10–20, 20–40, 40–80 ms); all within one call's budget.
+const EPOCH_BUMP_ATTEMPTS: u32 = 5;
+const EPOCH_BUMP_BACKOFF: Duration = Duration::from_millis(10);
 const SESSION_PREFIX: &str = "SESSION#";
 const CACHE_SK: &str = "CACHE";
 
@@ -249,39 +262,120 @@ impl DynamoStore {
         (hashes, result)
     }
 
-    /// The store epoch (see `tiered`): 1 until the first bump, so that entries written by Redis
-    /// alone (stamped 0) are never trusted once DynamoDB stands behind it.
+    /// How many copies of the store epoch the table holds, each its own partition (`pk` =
+    /// `EPOCH#<i>`): a reader reads one of them, a bump writes them all, so that no single
+    /// partition takes every container's reads. Stored with every copy: changing it is a change
+    /// of the table's format (see `docs/both-stores.md`, "The epoch at scale").
+    pub const EPOCH_COPIES: u32 = 16;
+
+    /// The store epoch (see `tiered`): one copy, chosen at random, read with strong consistency;
+    /// [`EPOCH_BASE`] plus the stored count, so that entries stamped before the copies existed
+    /// (a smaller epoch, or 0 by Redis alone) are never trusted again without the record.
     pub(super) async fn epoch(&self) -> Result<u64, StoreError> {
+        let copy = getrandom::u32().unwrap_or(0) % Self::EPOCH_COPIES;
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(epoch_key()))
+            .set_key(Some(epoch_key(copy)))
             .consistent_read(true)
             .send()
             .await
             .map_err(store_error)?;
-        match out.item() {
-            None => Ok(1),
-            Some(item) => Ok(int(item, "epoch")?.max(0) as u64 + 1),
+        let Some(item) = out.item() else {
+            return Ok(EPOCH_BASE);
+        };
+        let copies = int(item, "copies")?;
+        if copies != i64::from(Self::EPOCH_COPIES) {
+            // Containers of another build read other copies: they must not disagree silently.
+            return Err(StoreError {
+                backend: BACKEND,
+                kind: StoreErrorKind::Corrupt,
+                detail: format!(
+                    "epoch copy {copy} was written with {copies} copies, this build uses {}",
+                    Self::EPOCH_COPIES
+                ),
+            });
         }
+        Ok(EPOCH_BASE + int(item, "epoch")?.max(0) as u64)
     }
 
-    /// Moves the store epoch on by one and returns the new value.
-    pub(super) async fn bump_epoch(&self) -> Result<u64, StoreError> {
-        let out = self
+    /// Moves the store epoch on by one: every copy in one transaction, so that all of them
+    /// always hold the same value, whichever a reader picks. Returns nothing (a transaction
+    /// returns no values): the caller forgets its copy and rereads. A conflict with another
+    /// bump is retried, within one call's budget.
+    pub(super) async fn bump_epoch(&self) -> Result<(), StoreError> {
+        within(self.call_timeout, async {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match self.bump_epoch_once().await {
+                    Err(EpochBump::Conflict(e)) if attempt < EPOCH_BUMP_ATTEMPTS => {
+                        tracing::debug!(cause = %e, attempt, "epoch bump conflicted; retrying");
+                        tokio::time::sleep(epoch_backoff(attempt)).await;
+                    }
+                    Err(EpochBump::Conflict(e) | EpochBump::Failed(e)) => return Err(e),
+                    Ok(()) => return Ok(()),
+                }
+            }
+        })
+        .await
+    }
+
+    async fn bump_epoch_once(&self) -> Result<(), EpochBump> {
+        let copies = Self::EPOCH_COPIES;
+        let items = (0..copies).map(|copy| {
+            let update = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(epoch_key(copy)))
+                .update_expression("ADD epoch :one SET copies = :copies")
+                // Never write over copies of another format: its readers would miss the bump.
+                .condition_expression("attribute_not_exists(copies) OR copies = :copies")
+                .expression_attribute_values(":one", number(1))
+                .expression_attribute_values(":copies", number(copies))
+                .build()
+                .expect("table, key and expression are set");
+            TransactWriteItem::builder().update(update).build()
+        });
+        let sent = self
             .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(epoch_key()))
-            .update_expression("ADD epoch :one")
-            .expression_attribute_values(":one", number(1))
-            .return_values(ReturnValue::UpdatedNew)
+            .transact_write_items()
+            .set_transact_items(Some(items.collect()))
             .send()
-            .await
-            .map_err(store_error)?;
-        let attributes = out.attributes().ok_or_else(|| corrupt("epoch"))?;
-        Ok(int(attributes, "epoch")?.max(0) as u64 + 1)
+            .await;
+        let e = match sent {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        let reasons: Vec<&str> = match e.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(canceled)) => canceled
+                .cancellation_reasons()
+                .iter()
+                .filter_map(|reason| reason.code())
+                .collect(),
+            _ => Vec::new(),
+        };
+        let has = |code: &str| reasons.contains(&code);
+        let error = |kind, detail: String| StoreError {
+            backend: BACKEND,
+            kind,
+            detail,
+        };
+        Err(if has("ConditionalCheckFailed") {
+            EpochBump::Failed(error(
+                StoreErrorKind::Corrupt,
+                format!(
+                    "the epoch's copies were written with another number of copies than this \
+                     build's {copies}"
+                ),
+            ))
+        } else if has("TransactionConflict") {
+            EpochBump::Conflict(error(StoreErrorKind::Other, store_error(e).detail))
+        } else if has("ThrottlingError") || has("ProvisionedThroughputExceeded") {
+            EpochBump::Failed(error(StoreErrorKind::Capacity, store_error(e).detail))
+        } else {
+            EpochBump::Failed(store_error(e))
+        })
     }
 
     pub(super) async fn get(
@@ -625,11 +719,27 @@ fn key(user: &UserKey, sk: &str) -> Item {
     ])
 }
 
-fn epoch_key() -> Item {
+/// Copy `copy` of the store epoch, a partition of its own.
+fn epoch_key(copy: u32) -> Item {
     HashMap::from([
-        ("pk".to_owned(), AttributeValue::S("META".to_owned())),
+        ("pk".to_owned(), AttributeValue::S(format!("EPOCH#{copy}"))),
         ("sk".to_owned(), AttributeValue::S("EPOCH".to_owned())),
     ])
+}
+
+/// Why one epoch bump was not applied.
+enum EpochBump {
+    /// Another bump held the copies: worth another attempt.
+    Conflict(StoreError),
+    Failed(StoreError),
+}
+
+/// The pause before attempt `attempt + 1` of a conflicting bump: doubling, half of it random, so
+/// that bumps that conflicted once do not meet again.
+fn epoch_backoff(attempt: u32) -> Duration {
+    let full = EPOCH_BUMP_BACKOFF * 2u32.pow(attempt - 1);
+    let random = getrandom::u32().unwrap_or(0) % 1000;
+    full / 2 + full / 2 * random / 1000
 }
 
 fn number(n: impl ToString) -> AttributeValue {

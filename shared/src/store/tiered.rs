@@ -197,22 +197,16 @@ impl TieredStore {
     /// bump fails too, this container owes it, and pays on its next request (the request fails:
     /// a revocation that neither store confirmed is not reported done).
     async fn bump_epoch(&self) -> Result<(), StoreError> {
-        let sent = Checked::now();
-        let fresh = match self.inner.dynamo.bump_epoch().await {
-            Ok(fresh) => fresh,
-            Err(e) => {
-                self.inner.owes_bump.store(true, Ordering::SeqCst);
-                return Err(e);
-            }
-        };
+        if let Err(e) = self.inner.dynamo.bump_epoch().await {
+            self.inner.owes_bump.store(true, Ordering::SeqCst);
+            return Err(e);
+        }
         self.inner.owes_bump.store(false, Ordering::SeqCst);
-        let mut cache = self.inner.epoch.lock().await;
-        cache.value = cache.value.max(fresh);
-        cache.checked_at = Some(sent);
-        tracing::warn!(
-            epoch = cache.value,
-            "store epoch bumped: Redis missed a change"
-        );
+        // The bump returns no value, and this container's copy is now behind it: the next
+        // epoch read goes to DynamoDB. A read in flight holds the lock, so it cannot land after
+        // this with a value from before the bump.
+        self.inner.epoch.lock().await.checked_at = None;
+        tracing::warn!("store epoch bumped: Redis missed a change");
         Ok(())
     }
 

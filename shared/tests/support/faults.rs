@@ -228,14 +228,17 @@ impl Intercept for DynamoFaults {
             .request()
             .and_then(|r| r.headers().get("x-amz-target"))
             .is_some_and(|target| {
-                ["PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"]
-                    .iter()
-                    .any(|op| target.ends_with(op))
+                [
+                    "PutItem",
+                    "UpdateItem",
+                    "DeleteItem",
+                    "BatchWriteItem",
+                    "TransactWriteItems",
+                ]
+                .iter()
+                .any(|op| target.ends_with(op))
             });
-        if applied
-            && write
-            && self.roll(self.knobs.lost_answers.load(Ordering::Relaxed))
-        {
+        if applied && write && self.roll(self.knobs.lost_answers.load(Ordering::Relaxed)) {
             self.knobs.failed.fetch_add(1, Ordering::Relaxed);
             return Err("injected: the answer of an applied write was lost".into());
         }
