@@ -130,7 +130,9 @@ struct World {
     /// DynamoDB alone over the same table: the record's truth.
     record: Option<Store>,
     redis: Option<Arc<Mutex<RedisServer>>>,
-    proxy: Option<FaultProxy>,
+    /// One proxy per container in front of the one redis-server: a fault can cut one container
+    /// off (a network path failing) while the others reach Redis.
+    proxies: Vec<FaultProxy>,
     knobs: Arc<DynamoKnobs>,
     redis_urls: Vec<String>,
     table: Option<(aws_sdk_dynamodb::Client, String)>,
@@ -144,17 +146,18 @@ impl World {
             containers: Vec::new(),
             record: None,
             redis: None,
-            proxy: None,
+            proxies: Vec::new(),
             knobs: knobs.clone(),
             redis_urls: Vec::new(),
             table: None,
         };
         if matches!(plan.mode, Mode::Both | Mode::Redis) {
             let server = RedisServer::start();
-            let proxy = FaultProxy::start(server.port()).await;
+            for _ in 0..containers {
+                world.proxies.push(FaultProxy::start(server.port()).await);
+            }
             world.redis_urls = vec![server.url()];
             world.redis = Some(Arc::new(Mutex::new(server)));
-            world.proxy = Some(proxy);
         }
         if plan.mode == Mode::Cluster {
             world.redis_urls = RedisCluster::shared().urls();
@@ -184,7 +187,7 @@ impl World {
             let faults = DynamoFaults::new(self.knobs.clone(), plan.seed ^ ((i + 1) * 0x9e37));
             dynamo_over(faulty_client(client, faults), table)
         };
-        let redis_url = match &self.proxy {
+        let redis_url = match self.proxies.get(i as usize) {
             Some(proxy) => proxy.url(),
             None => self.redis_urls.first().cloned().unwrap_or_default(),
         };
@@ -218,7 +221,7 @@ impl World {
 
     fn heal(&self) {
         self.knobs.heal();
-        if let Some(proxy) = &self.proxy {
+        for proxy in &self.proxies {
             proxy.heal();
         }
         if let Some(redis) = &self.redis {
@@ -297,14 +300,14 @@ async fn run(plan: Plan) -> RunReport {
         tokio::spawn(inject_faults(world, plan.seed, started, done, faults))
     });
 
-    // Each user's calls come from two clients at once, each on a random container.
+    // Each user's calls come from three clients at once, each on a random container.
     let mut tasks = Vec::new();
     for (u, user) in users.iter().enumerate() {
-        for client in 0..2u64 {
+        for client in 0..3u64 {
             let (world, user, forged_user) = (world.clone(), user.clone(), forged_user.clone());
             let seed = plan.seed ^ ((u as u64) << 20) ^ (client << 40);
             let calls =
-                plan.calls_per_user / 2 + usize::from(client == 0) * (plan.calls_per_user % 2);
+                plan.calls_per_user / 3 + usize::from(client < plan.calls_per_user as u64 % 3);
             tasks.push(tokio::spawn(async move {
                 let mut rng = Rng::new(seed);
                 for _ in 0..calls {
@@ -376,8 +379,8 @@ fn pick_call(rng: &mut Rng, user: &UserRun) -> Call {
         0..45 => Call::Validate(existing(rng)),
         45..57 => Call::Refresh(existing(rng)),
         57..65 => Call::Logout(existing(rng)),
-        65..68 => Call::LogoutAll,
-        68..72 => Call::Stats,
+        65..69 => Call::LogoutAll,
+        69..72 => Call::Stats,
         72..77 => Call::CachePut,
         77..82 => Call::CacheGet,
         82..86 => Call::Forged(ForgedCall::Validate),
@@ -488,7 +491,7 @@ async fn inject_faults(
         if done.load(Ordering::SeqCst) {
             break;
         }
-        let fault = rng.below(8);
+        let fault = rng.below(10);
         let hold = pause(&mut rng, 20, 200);
         match fault {
             0 if has_redis => {
@@ -520,14 +523,19 @@ async fn inject_faults(
             }
             2 if has_redis => {
                 note("redis replies delayed past the timeout");
-                let proxy = world.proxy.as_ref().unwrap();
-                proxy.set_delay(REDIS_TIMEOUT + Duration::from_millis(50));
+                for proxy in &world.proxies {
+                    proxy.set_delay(REDIS_TIMEOUT + Duration::from_millis(50));
+                }
                 tokio::time::sleep(hold).await;
-                proxy.set_delay(Duration::ZERO);
+                for proxy in &world.proxies {
+                    proxy.set_delay(Duration::ZERO);
+                }
             }
             3 if has_redis => {
                 note("redis connections cut");
-                world.proxy.as_ref().unwrap().cut();
+                for proxy in &world.proxies {
+                    proxy.cut();
+                }
             }
             4 if has_dynamo => {
                 note("dynamodb failing 1 call in 5");
@@ -547,11 +555,19 @@ async fn inject_faults(
                 tokio::time::sleep(hold).await;
                 world.knobs.batch.store(0, Ordering::SeqCst);
             }
-            7 if has_dynamo => {
+            7 | 8 if has_dynamo => {
                 note("dynamodb answers of applied writes lost");
-                world.knobs.lost_answers.store(300, Ordering::SeqCst);
+                world.knobs.lost_answers.store(500, Ordering::SeqCst);
                 tokio::time::sleep(hold).await;
                 world.knobs.lost_answers.store(0, Ordering::SeqCst);
+            }
+            9 if has_redis => {
+                note("one container cut off from Redis");
+                let proxy = &world.proxies[rng.below(world.proxies.len())];
+                proxy.set_refusing(true);
+                proxy.cut();
+                tokio::time::sleep(hold).await;
+                proxy.set_refusing(false);
             }
             _ => {}
         }
@@ -778,7 +794,7 @@ async fn check(mode: Mode, budget: usize) {
             users: 8,
             calls_per_user: 12 + rng.below(12),
             faults: !rng.chance(150),
-            cap: if rng.chance(200) { 3 } else { 1000 },
+            cap: if rng.chance(350) { 3 } else { 1000 },
         };
         let report = run(plan).await;
         runs += 1;

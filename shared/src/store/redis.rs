@@ -711,6 +711,17 @@ impl RedisStore {
         self.cache_put_entry(user, json, ttl, now, 0).await
     }
 
+    /// Drops a user's cached data (with Redis in front: the record's copy is then read).
+    pub(super) async fn cache_drop(&self, user: &UserKey) -> Result<(), StoreError> {
+        self.run(|mut c| async move {
+            redis::cmd("DEL")
+                .arg(cache_key(user))
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+
     pub(super) async fn cache_put_entry(
         &self,
         user: &UserKey,

@@ -367,17 +367,32 @@ impl TieredStore {
         user: &UserKey,
         hash: &TokenHash,
     ) -> Result<bool, StoreError> {
-        let deleted = self.inner.dynamo.delete(user, hash).await;
-        if !matches!(deleted, Ok(true)) {
-            // Not a session of the record, or not known whether the delete was applied (its
-            // answer may be what was lost): nothing is bumped and no key is made (a forged token
-            // must not touch either store), but what Redis holds of it goes.
-            if let Some(redis) = self.redis().await
-                && let Err(e) = redis.revoke(user, hash, true).await
-            {
-                self.redis_failed(&e);
+        match self.inner.dynamo.delete(user, hash).await {
+            Ok(true) => {}
+            Ok(false) => {
+                // Not a session of the record: nothing is bumped and no key is made (a forged
+                // token must not touch either store), but what Redis may still hold of it goes.
+                if let Some(redis) = self.redis().await
+                    && let Err(e) = redis.revoke(user, hash, true).await
+                {
+                    self.redis_failed(&e);
+                }
+                return Ok(false);
             }
-            return deleted;
+            Err(e) => {
+                // Not known whether the delete was applied: its answer may be what was lost. If
+                // the record still holds the session, it was not, and both stores are whole.
+                // Otherwise Redis must drop what it holds, or, unreachable, learn it from the
+                // epoch: a lost answer cannot be told from a token that never existed here, the
+                // one case where a logout the record did not confirm bumps.
+                if let Ok(Some(_)) = self.inner.dynamo.get(user, hash).await {
+                    return Err(e);
+                }
+                let _ = self
+                    .revoke_in_redis(|redis| async move { redis.revoke(user, hash, true).await })
+                    .await;
+                return Err(e);
+            }
         }
         hook!("tiered.delete.recorded", user);
         self.revoke_in_redis(|redis| async move { redis.revoke(user, hash, false).await })
@@ -439,7 +454,14 @@ impl TieredStore {
         now: i64,
     ) -> Result<(), StoreError> {
         let fence = self.fence().await?;
-        self.inner.dynamo.cache_put(user, json, ttl, now).await?;
+        if let Err(e) = self.inner.dynamo.cache_put(user, json, ttl, now).await {
+            // The write may have been applied with its answer lost: Redis must not keep serving
+            // the value it replaced.
+            let _ = self
+                .revoke_in_redis(|redis| async move { redis.cache_drop(user).await })
+                .await;
+            return Err(e);
+        }
         self.revoke_in_redis(|redis| async move {
             redis
                 .cache_put_entry(user, json, ttl, now, fence.epoch)

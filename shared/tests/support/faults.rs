@@ -7,10 +7,13 @@ use aws_sdk_dynamodb::config::interceptors::{
 };
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemInput;
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemInput;
 use aws_sdk_dynamodb::operation::get_item::GetItemInput;
+use aws_sdk_dynamodb::operation::put_item::PutItemInput;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemInput;
 use aws_sdk_dynamodb::types::AttributeValue;
+use aws_smithy_types::config_bag::{Storable, StoreReplace};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -194,7 +197,7 @@ impl Intercept for DynamoFaults {
     fn read_before_execution(
         &self,
         context: &BeforeSerializationInterceptorContextRef<'_>,
-        _cfg: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let input = context.input();
         let epoch = input
@@ -205,6 +208,15 @@ impl Intercept for DynamoFaults {
                 .is_some_and(|i| is_epoch_key(i.key()))
             || input.downcast_ref::<TransactWriteItemsInput>().is_some();
         let batch = input.downcast_ref::<BatchWriteItemInput>().is_some();
+        let write = batch
+            || input.downcast_ref::<PutItemInput>().is_some()
+            || input.downcast_ref::<UpdateItemInput>().is_some()
+            || input.downcast_ref::<DeleteItemInput>().is_some()
+            || input.downcast_ref::<TransactWriteItemsInput>().is_some();
+        // Decided now, while the call's input is known; acted on once it was applied.
+        if write && self.roll(self.knobs.lost_answers.load(Ordering::Relaxed)) {
+            cfg.interceptor_state().store_put(LoseThisAnswer);
+        }
         let knobs = &self.knobs;
         let fail = self.roll(knobs.any.load(Ordering::Relaxed))
             || (epoch && self.roll(knobs.epoch.load(Ordering::Relaxed)))
@@ -220,30 +232,23 @@ impl Intercept for DynamoFaults {
         &self,
         context: &mut FinalizerInterceptorContextMut<'_>,
         _components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let applied = context.response().is_some_and(|r| r.status().is_success());
-        // A write: its answer may be lost after it was applied.
-        let write = context
-            .request()
-            .and_then(|r| r.headers().get("x-amz-target"))
-            .is_some_and(|target| {
-                [
-                    "PutItem",
-                    "UpdateItem",
-                    "DeleteItem",
-                    "BatchWriteItem",
-                    "TransactWriteItems",
-                ]
-                .iter()
-                .any(|op| target.ends_with(op))
-            });
-        if applied && write && self.roll(self.knobs.lost_answers.load(Ordering::Relaxed)) {
+        if applied && cfg.load::<LoseThisAnswer>().is_some() {
             self.knobs.failed.fetch_add(1, Ordering::Relaxed);
             return Err("injected: the answer of an applied write was lost".into());
         }
         Ok(())
     }
+}
+
+/// Marks a call whose answer is to be lost once it was applied.
+#[derive(Debug, Clone)]
+struct LoseThisAnswer;
+
+impl Storable for LoseThisAnswer {
+    type Storer = StoreReplace<Self>;
 }
 
 /// A client like `base`, whose calls go through `faults`.
