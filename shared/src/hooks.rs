@@ -16,11 +16,22 @@ macro_rules! hook {
 }
 pub(crate) use hook;
 
+/// Marks a point where a pause widens a race (a read whose age matters); in tests that ask for
+/// it, a random pause of up to the jitter set with `set_jitter`.
+macro_rules! jitter_point {
+    () => {
+        #[cfg(feature = "test-hooks")]
+        $crate::hooks::jitter().await;
+    };
+}
+pub(crate) use jitter_point;
+
 #[cfg(feature = "test-hooks")]
 pub use armed::*;
 
 #[cfg(feature = "test-hooks")]
 mod armed {
+    use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Mutex, PoisonError};
     use tokio::sync::oneshot;
 
@@ -32,6 +43,28 @@ mod armed {
     }
 
     static ARMED: Mutex<Vec<Armed>> = Mutex::new(Vec::new());
+    /// Longest random pause at a pause point or jitter point, in µs; 0: none.
+    static JITTER_MICROS: AtomicU64 = AtomicU64::new(0);
+
+    /// Pauses at every pause and jitter point for a random time up to `max` (zero: never), so
+    /// that randomized histories land in the windows between a protocol's steps far more often
+    /// than timing alone would. Process-wide.
+    pub fn set_jitter(max: std::time::Duration) {
+        JITTER_MICROS.store(max.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// A random pause up to the jitter, half the time.
+    pub async fn jitter() {
+        let max = JITTER_MICROS.load(Ordering::Relaxed);
+        if max == 0 {
+            return;
+        }
+        let roll = u64::from(getrandom::u32().unwrap_or(0));
+        if roll % 2 == 0 {
+            let pause = std::time::Duration::from_micros((roll >> 1) % max);
+            tokio::time::sleep(pause).await;
+        }
+    }
 
     /// One armed pause point: the next request of that user to reach it waits until released (or
     /// until the gate is dropped).
@@ -77,7 +110,7 @@ mod armed {
         }
     }
 
-    /// Called by `hook!`: waits here if a test armed this point for this user.
+    /// Called by `hook!`: waits here if a test armed this point for this user, else jitters.
     pub async fn reached(point: &'static str, user: &crate::token::UserKey) {
         let armed = {
             let mut list = ARMED.lock().unwrap_or_else(PoisonError::into_inner);
@@ -85,10 +118,13 @@ mod armed {
                 .position(|a| a.point == point && a.user == user.as_str())
                 .map(|i| list.swap_remove(i))
         };
-        if let Some(armed) = armed {
-            let _ = armed.reached.send(());
-            // A dropped gate releases too.
-            let _ = armed.release.await;
+        match armed {
+            Some(armed) => {
+                let _ = armed.reached.send(());
+                // A dropped gate releases too.
+                let _ = armed.release.await;
+            }
+            None => jitter().await,
         }
     }
 }

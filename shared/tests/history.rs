@@ -272,7 +272,12 @@ struct RunReport {
     violations: Vec<String>,
 }
 
+/// The random pause at the protocol's pause points (`shared::hooks`): it widens the windows between
+/// a request's steps, where the races live, far beyond what timing alone gives.
+const JITTER: Duration = Duration::from_millis(15);
+
 async fn run(plan: Plan) -> RunReport {
+    shared::hooks::set_jitter(JITTER);
     let containers = if plan.mode == Mode::Cluster { 2 } else { 3 };
     let world = Arc::new(World::new(&plan, containers).await);
     let started = Instant::now();

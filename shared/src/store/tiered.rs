@@ -12,7 +12,7 @@
 use super::redis::{Entry, Expect, Fence, WRITE_WINDOW_SECS};
 use super::{DynamoStore, RedisStore, StoreError};
 use crate::config::RedisMode;
-use crate::hooks::hook;
+use crate::hooks::{hook, jitter_point};
 use crate::metrics::note_fallback;
 use crate::session::{GlobalStats, Session, now_unix};
 use crate::token::{TokenHash, UserKey};
@@ -220,6 +220,7 @@ impl TieredStore {
     /// What a write of the record into Redis is fenced by; taken before the DynamoDB operation
     /// it follows, so that a revocation between the two makes the entry stale, never current.
     async fn fence(&self) -> Result<Fence, StoreError> {
+        jitter_point!();
         Ok(Fence {
             epoch: self.epoch().await?,
             not_after: now_unix() + WRITE_WINDOW_SECS,
