@@ -1,5 +1,5 @@
 # The history checker (shared/tests/history.rs): seeded, randomized concurrent histories against
-# real servers, with faults, judged by a model of sessions. `make test` runs HISTORY_HISTORIES=160
+# real servers, with faults, judged by a model of sessions. `make test` runs HISTORY_HISTORIES=200
 # per store mode through `cargo test --workspace`; `make drill` is the long run.
 #
 #   make drill                              2600 histories per mode, four modes (> 10,000)

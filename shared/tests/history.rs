@@ -274,7 +274,7 @@ struct RunReport {
 
 /// The random pause at the protocol's pause points (`shared::hooks`): it widens the windows between
 /// a request's steps, where the races live, far beyond what timing alone gives.
-const JITTER: Duration = Duration::from_millis(15);
+const JITTER: Duration = Duration::from_millis(40);
 
 async fn run(plan: Plan) -> RunReport {
     shared::hooks::set_jitter(JITTER);
@@ -900,7 +900,7 @@ fn budget() -> usize {
     std::env::var("HISTORY_HISTORIES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(160)
+        .unwrap_or(200)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../../.."
 here=shared/tests/reverts
-budget=${HISTORY_HISTORIES:-160}
+budget=${HISTORY_HISTORIES:-200}
 
 if ! git diff --quiet -- shared/src; then
   echo "error: shared/src has uncommitted changes; commit or stash them first" >&2
