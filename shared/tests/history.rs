@@ -898,29 +898,31 @@ async fn shrink(plan: Plan) -> Plan {
     smallest
 }
 
-fn budget() -> usize {
-    std::env::var("HISTORY_HISTORIES")
-        .ok()
-        .and_then(|s| s.parse().ok())
+/// Histories per mode: `HISTORY_<MODE>` (BOTH, REDIS, DYNAMODB, CLUSTER), else
+/// `HISTORY_HISTORIES`, else the `make test` budget.
+fn budget(mode: &str) -> usize {
+    [format!("HISTORY_{mode}"), "HISTORY_HISTORIES".to_owned()]
+        .iter()
+        .find_map(|var| std::env::var(var).ok()?.parse().ok())
         .unwrap_or(200)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn histories_with_both_stores() {
-    check(Mode::Both, budget()).await;
+    check(Mode::Both, budget("BOTH")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn histories_with_redis_alone() {
-    check(Mode::Redis, budget()).await;
+    check(Mode::Redis, budget("REDIS")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn histories_with_dynamodb_alone() {
-    check(Mode::Dynamodb, budget()).await;
+    check(Mode::Dynamodb, budget("DYNAMODB")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn histories_with_a_redis_cluster() {
-    check(Mode::Cluster, budget()).await;
+    check(Mode::Cluster, budget("CLUSTER")).await;
 }
