@@ -815,13 +815,17 @@ impl fmt::Display for Event {
 /// Runs histories of `mode` until `budget` histories were judged; on a violation, prints the
 /// run, shrinks it and fails.
 async fn check(mode: Mode, budget: usize) {
-    let base_seed: u64 = std::env::var("HISTORY_SEED")
+    // Empty is unset, as make passes it.
+    let replay_seed = std::env::var("HISTORY_SEED")
         .ok()
-        .and_then(|s| s.parse().ok())
+        .filter(|s| !s.trim().is_empty());
+    let base_seed: u64 = replay_seed
+        .as_deref()
+        .and_then(|s| s.trim().parse().ok())
         .unwrap_or_else(|| {
             (now_unix() as u64 ^ u64::from(std::process::id())).wrapping_mul(mode as u64 + 1)
         });
-    let replay = std::env::var("HISTORY_SEED").is_ok();
+    let replay = replay_seed.is_some();
     let started = Instant::now();
     let (mut histories, mut calls, mut faults, mut runs) = (0, 0, 0, 0u64);
     while histories < budget {
