@@ -43,6 +43,9 @@ mod armed {
     }
 
     static ARMED: Mutex<Vec<Armed>> = Mutex::new(Vec::new());
+
+    /// Held around each epoch bump in test builds: see `DynamoStore::bump_epoch`.
+    pub static MOTO_TRANSACTIONS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     /// Longest random pause at a pause point or jitter point, in µs; 0: none.
     static JITTER_MICROS: AtomicU64 = AtomicU64::new(0);
 

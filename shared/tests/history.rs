@@ -267,6 +267,8 @@ struct UserRun {
 
 /// The result of one run: how many histories and calls, which faults, and what went wrong.
 struct RunReport {
+    /// The histories of the users a violation names.
+    histories: String,
     calls: usize,
     faults: Vec<Fault>,
     violations: Vec<String>,
@@ -366,7 +368,24 @@ async fn run(plan: Plan) -> RunReport {
     }
     world.heal();
     violations.extend(quiet(&world, &users, &forged_user).await);
+    // The whole history of every user a violation names, in start order.
+    let mut histories = String::new();
+    for user in &users {
+        if violations.iter().any(|v| v.contains(&user.user)) {
+            let mut events = user
+                .events
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            events.sort_by_key(|e| e.start);
+            histories.push_str(&format!("history of {}:\n", user.user));
+            for e in events {
+                histories.push_str(&format!("  {e}\n"));
+            }
+        }
+    }
     RunReport {
+        histories,
         calls,
         faults,
         violations,
@@ -676,7 +695,21 @@ fn gone_stays_gone(creates: &[Option<&Event>], events: &[Event]) -> Vec<String> 
         .filter(|e| e.outcome == Outcome::Refused)
     {
         let i = token(refused);
-        if !creates[i].is_some_and(|c| c.end < refused.start) {
+        // A create that failed may still land later (a write a frozen Redis runs on thawing):
+        // its token never reached a client, so only completed creates count.
+        if !creates[i].is_some_and(|c| c.outcome == Outcome::Done && c.end < refused.start) {
+            continue;
+        }
+        // The one known exception: a revocation that failed (503) after the record had dropped
+        // the session, while neither Redis nor the epoch could be told. Its container owes the
+        // bump and pays it on its next request; until then Redis may still serve the session
+        // (docs/both-stores.md, "Known limits"). The quiet check holds the stores to agree after.
+        let failed_revocation = events.iter().any(|r| {
+            let revokes =
+                matches!(r.call, Call::LogoutAll) || matches!(r.call, Call::Logout(j) if j == i);
+            revokes && matches!(r.outcome, Outcome::Failed(_)) && r.start < refused.end
+        });
+        if failed_revocation {
             continue;
         }
         if let Some(back) = events
@@ -785,6 +818,27 @@ async fn no_trace(world: &World, users: &[Arc<UserRun>], forged_user: &str) -> V
         }
     }
     if let Some((client, table)) = &world.table {
+        // Every copy of the store epoch holds the same value (they move in one transaction).
+        let epochs: std::collections::BTreeSet<String> = client
+            .scan()
+            .table_name(table)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|item| {
+                item.get("pk")
+                    .and_then(|pk| pk.as_s().ok())
+                    .is_some_and(|pk| pk.starts_with("EPOCH#"))
+            })
+            .filter_map(|item| Some(item.get("epoch")?.as_n().ok()?.clone()))
+            .collect();
+        if epochs.len() > 1 {
+            violations.push(format!("the epoch's copies differ: {epochs:?}"));
+        }
         let forged = client
             .query()
             .table_name(table)
@@ -848,9 +902,10 @@ async fn check(mode: Mode, budget: usize) {
             let smallest = shrink(plan).await;
             panic!(
                 "{mode:?}: a violation in run seed {seed} ({plan:?}); replay with \
-                 HISTORY_SEED={seed}\n{}\nfaults: {:?}\nsmallest failing plan: {smallest:?}",
+                 HISTORY_SEED={seed}\n{}\nfaults: {:?}\n{}smallest failing plan: {smallest:?}",
                 report.violations.join("\n"),
-                report.faults
+                report.faults,
+                report.histories
             );
         }
         if replay {

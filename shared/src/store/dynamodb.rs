@@ -305,6 +305,11 @@ impl DynamoStore {
     /// returns no values): the caller forgets its copy and rereads. A conflict with another
     /// bump is retried, within one call's budget.
     pub(super) async fn bump_epoch(&self) -> Result<(), StoreError> {
+        // The tests' local DynamoDB (moto) applies concurrent transactions over the same items
+        // neither atomically nor in isolation, where DynamoDB serializes them: in test builds,
+        // one process bumps one at a time.
+        #[cfg(feature = "test-hooks")]
+        let _one = crate::hooks::MOTO_TRANSACTIONS.lock().await;
         within(self.call_timeout, async {
             let mut attempt = 0;
             loop {

@@ -259,3 +259,70 @@ pub fn faulty_client(
     let config = base.config().to_builder().interceptor(faults).build();
     aws_sdk_dynamodb::Client::from_conf(config)
 }
+
+/// A loopback gate in front of moto that lets one HTTP request through at a time: moto applies
+/// concurrent updates of one item without isolation (two may read the same old value), where
+/// DynamoDB serializes them. Calls still interleave, so a bump made of a read and a write would
+/// still lose updates here.
+pub async fn one_at_a_time(upstream: &str) -> String {
+    let upstream = upstream.trim_start_matches("http://").to_owned();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let gate = Arc::new(tokio::sync::Mutex::new(()));
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let (gate, upstream) = (gate.clone(), upstream.clone());
+            tokio::spawn(async move {
+                // One request per connection: the answer closes it.
+                let Some(request) = read_request(&mut client).await else {
+                    return;
+                };
+                let answer = {
+                    let _one = gate.lock().await;
+                    let mut server = TcpStream::connect(&upstream).await.unwrap();
+                    server.write_all(&request).await.unwrap();
+                    let mut answer = Vec::new();
+                    server.read_to_end(&mut answer).await.unwrap();
+                    answer
+                };
+                let _ = client.write_all(&answer).await;
+            });
+        }
+    });
+    format!("http://{address}")
+}
+
+/// One HTTP request (its body by `Content-Length`), rewritten to close the connection after it.
+async fn read_request(client: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let head_end = loop {
+        if let Some(i) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = client.read(&mut chunk).await.ok().filter(|&n| n > 0)?;
+        buffer.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    while buffer.len() < head_end + length {
+        let n = client.read(&mut chunk).await.ok().filter(|&n| n > 0)?;
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+    let mut rewritten: Vec<&str> = head
+        .trim_end()
+        .lines()
+        .filter(|line| !line.to_ascii_lowercase().starts_with("connection:"))
+        .collect();
+    rewritten.push("Connection: close\r\n\r\n");
+    let mut request = rewritten.join("\r\n").into_bytes();
+    request.extend_from_slice(&buffer[head_end..head_end + length]);
+    Some(request)
+}
