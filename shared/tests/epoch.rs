@@ -49,16 +49,7 @@ fn session_of(user: &str) -> (SessionToken, Session) {
 
 /// Every item of the table that is, or once was, the store epoch, by partition key.
 async fn epoch_items(fleet: &Fleet) -> BTreeMap<String, Item> {
-    let items = fleet
-        .client
-        .scan()
-        .table_name(&fleet.table)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .expect("scan the table");
+    let items = support::stores::scan_table(&fleet.client, &fleet.table).await;
     items
         .into_iter()
         .filter_map(|item| {

@@ -210,15 +210,7 @@ async fn dump(backing: &Backing) -> Option<String> {
             Some(out)
         }
         Backing::Dynamo { client, table } => {
-            let items = client
-                .scan()
-                .table_name(table)
-                .into_paginator()
-                .items()
-                .send()
-                .collect::<Result<Vec<_>, _>>()
-                .await
-                .expect("scan the table");
+            let items = scan_table(client, table).await;
             Some(format!("{items:?}"))
         }
         Backing::Both(front, back) => {
@@ -438,15 +430,7 @@ pub async fn snapshot(
             out.push('\n');
         }
     }
-    let items = client
-        .scan()
-        .table_name(table)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .expect("scan the table");
+    let items = scan_table(client, table).await;
     // Attributes and items in a fixed order, so that equal contents compare equal.
     let mut items: Vec<String> = items
         .into_iter()
@@ -461,4 +445,20 @@ pub async fn snapshot(
     items.sort_unstable();
     out.push_str(&items.join("\n"));
     out
+}
+
+/// Every item of `table`, by a paginated scan.
+pub async fn scan_table(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    client
+        .scan()
+        .table_name(table)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .expect("scan the table")
 }
