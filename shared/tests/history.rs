@@ -72,6 +72,73 @@ struct Plan {
     faults: bool,
     /// The per-user cap: usually above what a history creates, sometimes small.
     cap: usize,
+    /// Swarm testing: each run draws its own mix of calls and faults, some left out and some
+    /// made frequent, so that runs differ in kind and not only in order. A mix that is all
+    /// logout-all and validate under one fault reaches races an even mix dilutes.
+    mix: Mix,
+}
+
+/// One run's weights for each kind of call (see `CALLS`) and the fault kinds it injects.
+#[derive(Debug, Clone, Copy)]
+struct Mix {
+    weights: [u32; CALLS.len()],
+    faults: u16,
+}
+
+/// The kinds of call and their base weights; a run scales each by 0, 1 or 3 (create and
+/// validate are never left out).
+const CALLS: [(&str, u32); 12] = [
+    ("create", 20),
+    ("validate", 25),
+    ("refresh", 12),
+    ("logout", 8),
+    ("logout-all", 5),
+    ("stats", 2),
+    ("cache-put", 5),
+    ("cache-get", 5),
+    ("forged-validate", 4),
+    ("forged-refresh", 4),
+    ("forged-logout", 5),
+    ("expired", 5),
+];
+/// How many kinds of fault `inject_faults` knows.
+const FAULT_KINDS: u32 = 9;
+
+impl Mix {
+    fn draw(rng: &mut Rng) -> Mix {
+        let mut weights = [0; CALLS.len()];
+        for (i, (_, base)) in CALLS.iter().enumerate() {
+            let scale = match rng.below(3) {
+                0 if i > 1 => 0,
+                2 => 3,
+                _ => 1,
+            };
+            weights[i] = base * scale;
+        }
+        // Each kind of fault with even odds; one in four runs injects every kind.
+        let faults = if rng.chance(250) {
+            (1 << FAULT_KINDS) - 1
+        } else {
+            (0..FAULT_KINDS).fold(0, |m, k| if rng.chance(500) { m | 1 << k } else { m })
+        };
+        Mix { weights, faults }
+    }
+
+    fn pick(&self, rng: &mut Rng) -> usize {
+        let total: u32 = self.weights.iter().sum();
+        let mut at = (rng.next() % u64::from(total)) as u32;
+        for (i, w) in self.weights.iter().enumerate() {
+            if at < *w {
+                return i;
+            }
+            at -= w;
+        }
+        1
+    }
+
+    fn injects(&self, fault: u32) -> bool {
+        self.faults & (1 << fault) != 0
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -304,7 +371,7 @@ async fn run(plan: Plan) -> RunReport {
     let faults = Arc::new(Mutex::new(Vec::new()));
     let fault_task = (plan.faults && plan.mode != Mode::Cluster).then(|| {
         let (world, done, faults) = (world.clone(), done.clone(), faults.clone());
-        tokio::spawn(inject_faults(world, plan.seed, started, done, faults))
+        tokio::spawn(inject_faults(world, plan, started, done, faults))
     });
 
     // Each user's calls come from three clients at once, each on a random container.
@@ -320,7 +387,7 @@ async fn run(plan: Plan) -> RunReport {
                 for _ in 0..calls {
                     // A little think time, so that faults land between and during calls.
                     tokio::time::sleep(Duration::from_millis(rng.below(4) as u64)).await;
-                    let call = pick_call(&mut rng, &user);
+                    let call = pick_call(&mut rng, &plan.mix, &user);
                     let container = rng.below(world.containers.len());
                     let start = started.elapsed();
                     let outcome =
@@ -392,24 +459,26 @@ async fn run(plan: Plan) -> RunReport {
     }
 }
 
-fn pick_call(rng: &mut Rng, user: &UserRun) -> Call {
+fn pick_call(rng: &mut Rng, mix: &Mix, user: &UserRun) -> Call {
     let created = user.claimed.load(Ordering::SeqCst);
     let existing = |rng: &mut Rng| rng.below(created);
-    match rng.below(100) {
-        _ if created == 0 => Call::Create(user.claimed.fetch_add(1, Ordering::SeqCst)),
-        0..20 if created < user.tokens.len() => {
+    if created == 0 {
+        return Call::Create(user.claimed.fetch_add(1, Ordering::SeqCst));
+    }
+    match mix.pick(rng) {
+        0 if created < user.tokens.len() => {
             Call::Create(user.claimed.fetch_add(1, Ordering::SeqCst))
         }
-        0..45 => Call::Validate(existing(rng)),
-        45..57 => Call::Refresh(existing(rng)),
-        57..65 => Call::Logout(existing(rng)),
-        65..70 => Call::LogoutAll,
-        70..72 => Call::Stats,
-        72..77 => Call::CachePut,
-        77..82 => Call::CacheGet,
-        82..86 => Call::Forged(ForgedCall::Validate),
-        86..90 => Call::Forged(ForgedCall::Refresh),
-        90..95 => Call::Forged(ForgedCall::Logout),
+        0 | 1 => Call::Validate(existing(rng)),
+        2 => Call::Refresh(existing(rng)),
+        3 => Call::Logout(existing(rng)),
+        4 => Call::LogoutAll,
+        5 => Call::Stats,
+        6 => Call::CachePut,
+        7 => Call::CacheGet,
+        8 => Call::Forged(ForgedCall::Validate),
+        9 => Call::Forged(ForgedCall::Refresh),
+        10 => Call::Forged(ForgedCall::Logout),
         _ => Call::Expired,
     }
 }
@@ -492,12 +561,12 @@ async fn perform(store: &Store, user: &UserRun, call: &Call, forged_user: &str) 
 
 async fn inject_faults(
     world: Arc<World>,
-    seed: u64,
+    plan: Plan,
     started: Instant,
     done: Arc<std::sync::atomic::AtomicBool>,
     log: Arc<Mutex<Vec<Fault>>>,
 ) {
-    let mut rng = Rng::new(seed ^ 0xfa17);
+    let mut rng = Rng::new(plan.seed ^ 0xfa17);
     let note = |what: &'static str| {
         log.lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -517,8 +586,11 @@ async fn inject_faults(
         }
         // Weighted toward the faults that split the containers' views (one cut off from Redis,
         // writes applied with their answer lost), where the protocol's races are.
-        let fault = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9][rng.below(12)];
+        let fault = [0, 1, 2, 3, 4, 5, 6, 7, 7, 8, 8, 8][rng.below(12)];
         let hold = pause(&mut rng, 20, 200);
+        if !plan.mix.injects(fault) {
+            continue;
+        }
         match fault {
             0 if has_redis => {
                 note("redis killed");
@@ -581,13 +653,13 @@ async fn inject_faults(
                 tokio::time::sleep(hold).await;
                 world.knobs.batch.store(0, Ordering::SeqCst);
             }
-            7 | 8 if has_dynamo => {
+            7 if has_dynamo => {
                 note("dynamodb answers of applied writes lost");
                 world.knobs.lost_answers.store(500, Ordering::SeqCst);
                 tokio::time::sleep(hold).await;
                 world.knobs.lost_answers.store(0, Ordering::SeqCst);
             }
-            9 if has_redis => {
+            8 if has_redis => {
                 note("one container cut off from Redis");
                 let proxy = &world.proxies[rng.below(world.proxies.len())];
                 proxy.set_refusing(true);
@@ -899,6 +971,7 @@ async fn check(mode: Mode, budget: usize) {
             calls_per_user: 12 + rng.below(12),
             faults: !rng.chance(150),
             cap: if rng.chance(350) { 2 } else { 1000 },
+            mix: Mix::draw(&mut rng),
         };
         let report = run(plan).await;
         runs += 1;
