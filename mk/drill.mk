@@ -8,7 +8,7 @@
 #                                           _CLUSTER likewise)
 #   make drill HISTORY_SEED=1796120235      replay the run that printed this seed (one run a mode)
 #   make prove-checker                      revert each fix of shared/tests/reverts/ in turn and
-#                                           show that the checker catches it (needs a clean tree)
+#                                           show that the checker catches it (on a scratch worktree of HEAD)
 #
 # Each mode prints one line: histories, calls, faults injected, violations, time, seeds. A
 # violation fails the run with the history, its seed and the smallest plan that still fails.
@@ -36,4 +36,4 @@ drill: deps ## the history checker's long run: over 10,000 histories in four sto
 	exit $$rc
 
 prove-checker: deps ## show the history checker catches each reverted fix (shared/tests/reverts/)
-	@bash shared/tests/reverts/prove.sh
+	@$(TOOLS_ENV) bash shared/tests/reverts/prove.sh
