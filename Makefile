@@ -341,11 +341,13 @@ build: venv ## release bootstraps for Lambda (ARCH=arm64|x86_64) into $(TARGET_D
 	@for f in "$(LAMBDA_DIR)"/*/bootstrap; do \
 	  printf '    %-20s %s bytes\n' "$$(basename "$$(dirname "$$f")")" "$$(stat -c %s "$$f")"; done
 
-validate: venv ## cfn-lint and sam validate --lint on template.yaml, offline
+validate: venv ## cfn-lint, sam validate --lint and the deploy rehearsal on template.yaml, offline
 	@echo "==> cfn-lint template.yaml"
 	$(TOOLS_ENV) cfn-lint template.yaml
 	@echo "==> sam validate --lint"
 	$(TOOLS_ENV) $(SAM_ENV) sam validate --lint --template-file template.yaml
+	@echo "==> deploy rehearsal: the SAM transform, offline, held to our rules (tools/deploy_rehearsal.py)"
+	$(TOOLS_ENV) "$(VENV_BIN)/python" tools/deploy_rehearsal.py template.yaml
 
 deploy: venv ## sam build + sam deploy (--guided the first time: no stack in samconfig.toml yet)
 	$(TOOLS_ENV) SAM_CLI_TELEMETRY=0 sam build --beta-features --template-file template.yaml

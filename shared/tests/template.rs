@@ -1,15 +1,21 @@
 //! `template.yaml`, the code and the repository cannot drift apart, and the template is one that
 //! CloudFormation and API Gateway accept (cfn-lint and `sam validate` miss some of what they
-//! refuse): every function under `functions/` has a SAM function with its binary, path and
-//! method; the deployed routes are the local API's, preflights included, and the functions alone
-//! answer CORS; each function may do only what its endpoint needs; rules use rule functions only;
-//! a conditional resource is used only where it exists, the session table included; egress and
-//! the cache's growth are bounded; every worst-case time fits its function's timeout; and no file
-//! refers to pages outside the repository.
+//! refuse). The deploy rehearsal (`tools/deploy_rehearsal.py`, run from here) puts the template
+//! through the SAM transform offline and holds the result, in every combination of the
+//! parameters its conditions read, to rules: rule functions only in `Rules`, CORS origins API
+//! Gateway takes, each function's environment read by `shared/src/config.rs` (and parsed here by
+//! it), each function only its endpoint's DynamoDB actions, log retention, alarms, references
+//! and conditions that resolve, no circular dependency; and each rule is shown to fail on a
+//! broken copy. Read statically here: every function under `functions/` has a SAM function with
+//! its binary, path and method; the deployed routes are the local API's, preflights included,
+//! and the functions alone answer CORS; the session table is created or adopted and every use
+//! follows; egress and the cache's growth are bounded; every worst-case time fits its
+//! function's timeout; and no file refers to pages outside the repository.
 
 use serde_json::{Map, Value, json};
-use shared::Endpoint;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use shared::config::ClerkKey;
+use shared::{Config, Endpoint, StoreKind};
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -594,40 +600,6 @@ fn function<'a>(functions: &'a [Function], binary: &str) -> &'a Function {
         .unwrap_or_else(|| panic!("no SAM function builds the binary {binary}"))
 }
 
-/// A statement's actions; `NotAction` would grant what these tests cannot list.
-fn actions(statement: &Value) -> Vec<String> {
-    assert!(
-        statement.get("NotAction").is_none(),
-        "NotAction: {statement}"
-    );
-    match &statement["Action"] {
-        Value::String(action) => vec![action.clone()],
-        Value::Array(list) => list
-            .iter()
-            .map(|a| a.as_str().expect("an action name").to_owned())
-            .collect(),
-        other => panic!("a statement without actions: {other}"),
-    }
-}
-
-/// IAM's wildcard match, case-insensitive as IAM compares action names.
-fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some((b'*', rest)) => (0..=text.len()).any(|i| glob(rest, &text[i..])),
-        Some((c, rest)) => {
-            text.first().is_some_and(|t| t.eq_ignore_ascii_case(c)) && glob(rest, &text[1..])
-        }
-    }
-}
-
-fn grants(statement: &Value, action: &str) -> bool {
-    statement["Effect"] == "Allow"
-        && actions(statement)
-            .iter()
-            .any(|a| glob(a.as_bytes(), action.as_bytes()))
-}
-
 fn function_dirs() -> Vec<String> {
     let mut dirs: Vec<String> = std::fs::read_dir(Path::new(ROOT).join("functions"))
         .unwrap()
@@ -721,17 +693,6 @@ fn watch_routes() -> BTreeSet<(String, String, String)> {
     routes
 }
 
-/// What API Gateway takes in an HTTP API's `AllowOrigins`: an exact origin, or `*`, `https://*`
-/// or `http://*` (no other wildcard, so not `http://localhost:*`).
-fn api_gateway_accepts_origin(origin: &str) -> bool {
-    if origin.contains('*') {
-        return matches!(origin, "*" | "https://*" | "http://*");
-    }
-    origin
-        .split_once("://")
-        .is_some_and(|(scheme, host)| !scheme.is_empty() && !host.is_empty() && !host.contains('/'))
-}
-
 /// Every value under a key named one of `names`, with where it is.
 fn find_keys<'a>(value: &'a Value, at: &str, names: &[&str], out: &mut Vec<(String, &'a Value)>) {
     match value {
@@ -785,198 +746,12 @@ fn the_deployed_routes_are_the_local_ones_and_the_functions_own_cors() {
 
     let mut found = Vec::new();
     find_keys(&template, "", &["CorsConfiguration", "Cors"], &mut found);
-    for (at, cors) in &found {
+    for (at, _) in &found {
         problems.push(format!(
             "{at}: API Gateway would answer preflights itself and drop the functions' CORS headers"
         ));
-        let origins = &cors["AllowOrigins"];
-        let entries: Vec<String> = match origins.get("Ref").and_then(Value::as_str) {
-            Some(parameter) => template["Parameters"][parameter]["Default"]
-                .as_str()
-                .unwrap_or_default()
-                .split(',')
-                .map(|o| o.trim().to_owned())
-                .collect(),
-            None => origins
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|o| o.as_str().map_or_else(|| o.to_string(), str::to_owned))
-                .collect(),
-        };
-        for origin in entries.iter().filter(|o| !api_gateway_accepts_origin(o)) {
-            problems.push(format!(
-                "{at}.AllowOrigins: API Gateway refuses {origin:?} (an exact origin, *, https://* \
-                 or http://* only)"
-            ));
-        }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-}
-
-#[test]
-fn each_function_may_do_only_what_its_endpoint_needs() {
-    let functions = functions(&template());
-    let actions_of = |binary: &str| -> Vec<String> {
-        let actions: BTreeSet<String> = function(&functions, binary)
-            .statements
-            .iter()
-            .filter(|s| s["Effect"] == "Allow")
-            .flat_map(actions)
-            .collect();
-        actions.into_iter().collect()
-    };
-    // Reading a session never grants deleting one, and the reverse.
-    for (binary, expected) in [
-        ("session-validate", &["GetItem"][..]),
-        ("cache-get", &["GetItem"]),
-        ("session-refresh", &["GetItem", "UpdateItem"]),
-        ("session-stats", &["GetItem", "Query", "Scan"]),
-        ("cache-put", &["GetItem", "PutItem", "UpdateItem"]),
-        ("session-logout", &["DeleteItem", "GetItem", "UpdateItem"]),
-        (
-            "session-logout-all",
-            &["BatchWriteItem", "GetItem", "Query", "UpdateItem"],
-        ),
-        (
-            "session-create",
-            &[
-                "BatchWriteItem",
-                "GetItem",
-                "PutItem",
-                "Query",
-                "UpdateItem",
-            ],
-        ),
-    ] {
-        let expected: Vec<String> = expected.iter().map(|a| format!("dynamodb:{a}")).collect();
-        assert_eq!(actions_of(binary), expected, "{binary}");
-    }
-    for function in &functions {
-        for statement in &function.statements {
-            let actions = actions(statement);
-            assert!(
-                actions
-                    .iter()
-                    .all(|a| a.starts_with("dynamodb:") && !a.contains('*')),
-                "{}: no wildcard or foreign permission: {actions:?}",
-                function.binary
-            );
-        }
-    }
-}
-
-/// The functions that bump the store epoch (docs/both-stores.md, "What is written where").
-const EPOCH_BUMPERS: [&str; 4] = [
-    "session-create",
-    "session-logout",
-    "session-logout-all",
-    "cache-put",
-];
-
-/// A statement that allows UpdateItem on the `EPOCH#<i>` items only.
-fn epoch_items_only(statement: &Value) -> bool {
-    let condition = &statement["Condition"];
-    actions(statement) == ["dynamodb:UpdateItem"]
-        && (*condition == json!({"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["EPOCH#*"]}})
-            || *condition
-                == json!({"ForAllValues:StringLike": {"dynamodb:LeadingKeys": "EPOCH#*"}}))
-}
-
-/// A bump is a TransactWriteItems of Update actions on the `EPOCH#<i>` items, which IAM
-/// authorizes as UpdateItem on each: the bumpers may update those items and no session, so that
-/// none of them can rewrite a session's expiry. Only refresh updates sessions, and it never bumps.
-#[test]
-fn the_epoch_bumpers_may_update_only_the_epoch_items() {
-    let functions = functions(&template());
-    let mut problems = Vec::new();
-    for function in &functions {
-        let updates: Vec<&Value> = function
-            .statements
-            .iter()
-            .filter(|s| grants(s, "dynamodb:UpdateItem"))
-            .collect();
-        let binary = function.binary.as_str();
-        if EPOCH_BUMPERS.contains(&binary) {
-            if updates.is_empty() {
-                problems.push(format!(
-                    "{binary}: no UpdateItem, so it cannot bump the epoch"
-                ));
-            }
-            for statement in updates.iter().filter(|s| !epoch_items_only(s)) {
-                problems.push(format!(
-                    "{binary}: UpdateItem beyond the EPOCH# items, or another action under their \
-                     condition (dynamodb:LeadingKeys, ForAllValues:StringLike, EPOCH#*): \
-                     {statement}"
-                ));
-            }
-        } else if binary == "session-refresh" {
-            if updates.iter().all(|s| epoch_items_only(s)) {
-                problems.push("session-refresh: needs UpdateItem on session items".to_owned());
-            }
-        } else if !updates.is_empty() {
-            problems.push(format!("{binary}: may update nothing: {updates:?}"));
-        }
-    }
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
-}
-
-/// The functions CloudFormation accepts in `Rules` (a rule is checked before anything else is).
-const RULE_FUNCTIONS: [&str; 11] = [
-    "Fn::And",
-    "Fn::Contains",
-    "Fn::EachMemberEquals",
-    "Fn::EachMemberIn",
-    "Fn::Equals",
-    "Fn::Not",
-    "Fn::Or",
-    "Fn::RefAll",
-    "Fn::ValueOf",
-    "Fn::ValueOfAll",
-    "Ref",
-];
-
-/// Every intrinsic function call under `value`: (function, argument, where).
-fn intrinsics<'a>(value: &'a Value, at: &str, out: &mut Vec<(String, &'a Value, String)>) {
-    match value {
-        Value::Object(map) => {
-            if let [(key, arg)] = map.iter().collect::<Vec<_>>()[..]
-                && (key == "Ref" || key == "Condition" || key.starts_with("Fn::"))
-            {
-                out.push((key.clone(), arg, at.to_owned()));
-            }
-            for (key, inner) in map {
-                intrinsics(inner, &format!("{at}.{key}"), out);
-            }
-        }
-        Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                intrinsics(item, &format!("{at}[{i}]"), out);
-            }
-        }
-        _ => {}
-    }
-}
-
-#[test]
-fn rules_use_only_rule_functions() {
-    let template = template();
-    let parameters = template["Parameters"].as_object().expect("Parameters");
-    let mut calls = Vec::new();
-    intrinsics(&template["Rules"], "Rules", &mut calls);
-    let mut problems = Vec::new();
-    for (function, arg, at) in calls {
-        if !RULE_FUNCTIONS.contains(&function.as_str()) {
-            problems.push(format!("{at}: {function} is not a rule function"));
-        } else if function == "Ref" && !arg.as_str().is_some_and(|p| parameters.contains_key(p)) {
-            problems.push(format!("{at}: Ref {arg} is not a parameter"));
-        }
-    }
-    assert!(
-        problems.is_empty(),
-        "CloudFormation refuses these in Rules (it takes {RULE_FUNCTIONS:?}):\n{}",
-        problems.join("\n")
-    );
 }
 
 /// A reference to a name (a resource, a parameter) from one place of the template, with the
@@ -1077,26 +852,6 @@ fn references(template: &Value) -> Vec<Reference> {
         }
     }
     out
-}
-
-/// CloudFormation refuses a template that refers to a resource its condition leaves out: each
-/// reference to a conditional resource sits where that condition holds.
-#[test]
-fn a_conditional_resource_is_referenced_only_where_it_exists() {
-    let template = template();
-    let conditional: BTreeMap<&str, &str> = resources(&template)
-        .iter()
-        .filter_map(|(id, r)| Some((id.as_str(), r.get("Condition")?.as_str()?)))
-        .collect();
-    let problems: Vec<String> = references(&template)
-        .into_iter()
-        .filter_map(|r| {
-            let condition = conditional.get(r.target.as_str())?;
-            (!r.holds.iter().any(|h| h == condition))
-                .then(|| format!("{}: {} exists only if {condition}", r.at, r.target))
-        })
-        .collect();
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 /// The template as deployed with `condition` decided: the resources and outputs it leaves out
@@ -1454,6 +1209,102 @@ fn every_worst_case_fits_its_function_timeout() {
             shared::budget::TIMEOUT_MARGIN
         );
     }
+}
+
+/// Runs the deploy rehearsal on `template.yaml` with `flag`. It needs the SAM translator that
+/// aws-sam-cli installs into `.venv`: `make venv` (which `make test` runs) puts it there.
+fn rehearse(flag: &str) -> (bool, String) {
+    let python = Path::new(ROOT).join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: the deploy rehearsal runs the SAM transform (samtranslator, from \
+         aws-sam-cli) in .venv; run `make venv` (make test does)",
+        python.display()
+    );
+    let out = std::process::Command::new(&python)
+        .arg(Path::new(ROOT).join("tools/deploy_rehearsal.py"))
+        .arg(flag)
+        .arg(Path::new(ROOT).join("template.yaml"))
+        .current_dir(ROOT)
+        .output()
+        .expect("tools/deploy_rehearsal.py runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code().is_some_and(|c| c <= 1),
+        "tools/deploy_rehearsal.py {flag} broke: {:?}\n{stderr}",
+        out.status
+    );
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &stderr,
+    )
+}
+
+/// The template after the SAM transform breaks none of the rehearsal's rules in any deployment,
+/// and every function of every deployment starts: its environment, as CloudFormation would set
+/// it, is a configuration `shared::Config` accepts, with the stores of its deployment (DynamoDB
+/// always, Redis in front exactly where the stack has the cache) and a Clerk key.
+#[test]
+fn the_deploy_rehearsal_finds_nothing_and_every_function_starts() {
+    let (clean, output) = rehearse("--json");
+    let report: Value = serde_json::from_str(&output)
+        .unwrap_or_else(|e| panic!("the rehearsal's JSON report: {e}\n{output}"));
+    let findings: Vec<String> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| format!("{} {}: {}", f["rule"], f["where"], f["message"]))
+        .collect();
+    assert!(
+        clean && findings.is_empty(),
+        "the deploy rehearsal (tools/deploy_rehearsal.py) found:\n{}",
+        findings.join("\n")
+    );
+    let deployments = report["deployments"].as_array().expect("deployments");
+    assert!(deployments.len() >= 2, "{deployments:?}");
+    let endpoints: BTreeSet<&str> = Endpoint::ALL.iter().map(|e| e.function()).collect();
+    for deployment in deployments {
+        let label = deployment["parameters"].to_string();
+        let with_cache = deployment["parameters"]["RedisMode"] == "serverless";
+        let environments = deployment["environments"]
+            .as_object()
+            .expect("environments");
+        let deployed: BTreeSet<&str> = environments.keys().map(String::as_str).collect();
+        assert_eq!(deployed, endpoints, "{label}: every endpoint deployed");
+        for (function, variables) in environments {
+            let vars: HashMap<String, String> = variables
+                .as_object()
+                .expect("variables")
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().expect("a string").to_owned()))
+                .collect();
+            let config = Config::from_map(&vars)
+                .unwrap_or_else(|e| panic!("{label} {function}: refuses to start: {e}"));
+            assert_eq!(config.store, StoreKind::Auto, "{label} {function}");
+            assert!(config.session_table.is_some(), "{label} {function}");
+            assert_eq!(
+                config.redis_url.is_some(),
+                with_cache,
+                "{label} {function}: Redis in front exactly where the stack has the cache"
+            );
+            assert!(
+                matches!(config.clerk_key, ClerkKey::Pem(_)),
+                "{label} {function}: {:?}",
+                config.clerk_key
+            );
+            assert!(!config.allowed_origins.is_empty(), "{label} {function}");
+        }
+    }
+}
+
+/// Every rule of the rehearsal can fail: the rehearsal breaks a copy of the template once per
+/// rule (an Fn::Join in `Rules`, a variable config.rs does not read, dynamodb:*, a cycle, ...)
+/// and each break must be reported by the rule it breaks.
+#[test]
+fn every_deploy_rehearsal_rule_reports_its_break() {
+    let (proven, output) = rehearse("--prove");
+    assert!(proven, "a break the rehearsal missed:\n{output}");
+    assert!(output.contains("caught"), "{output}");
 }
 
 /// The repository explains itself: no file refers to pages outside it (a design file kept
