@@ -85,13 +85,42 @@ pub fn json_response(status: StatusCode, mut body: Value) -> Response<Body> {
     if let Value::Object(map) = &mut body {
         map.insert("success".into(), Value::Bool(status.is_success()));
     }
-    let mut response = Response::new(Body::Text(body.to_string()));
+    json_text_response(status, body.to_string())
+}
+
+fn json_text_response(status: StatusCode, text: String) -> Response<Body> {
+    let mut response = Response::new(Body::Text(text));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// [`json_response`] with one more member, `key`, whose value is `raw`: valid JSON text, sent
+/// as it is rather than parsed and written again.
+pub fn json_response_with_raw(
+    status: StatusCode,
+    body: Value,
+    key: &str,
+    raw: &str,
+) -> Response<Body> {
+    let mut members = match body {
+        Value::Object(members) => members,
+        _ => serde_json::Map::new(),
+    };
+    members.insert("success".into(), Value::Bool(status.is_success()));
+    members.remove(key);
+    let mut text = Value::Object(members).to_string();
+    // `text` ends with the object's closing brace, and holds at least `success`.
+    text.pop();
+    text.push(',');
+    text.push_str(&Value::String(key.to_owned()).to_string());
+    text.push(':');
+    text.push_str(raw);
+    text.push('}');
+    json_text_response(status, text)
 }
 
 pub fn error_response(error: &ApiError, extra: Option<(&str, Value)>) -> Response<Body> {

@@ -1,8 +1,24 @@
 //! What every Lambda binary runs: logging set up, then the endpoint's handler over one state.
+//!
+//! The runtime hands each invocation over as the raw API Gateway event. `lambda_http` turns it
+//! into an HTTP request, and panics on a few events it cannot turn into one: an
+//! `X-Forwarded-Proto`, `Host` or path that make no URL, a query that makes no URI, a body marked
+//! base64 that is not. Release builds abort on a panic (`panic = "abort"`), so such an event
+//! would kill the container rather than get an answer. [`serve`] checks the event first
+//! ([`refusal`]) and answers those with 400 `invalid_request`, in the error shape of every other
+//! answer. API Gateway sets `X-Forwarded-Proto`, `Host` and the base64 flag itself, so only a
+//! direct invoke of the function (or a local emulator) can send such an event.
 
-use crate::handlers::{Endpoint, handle};
+use crate::error::ApiError;
+use crate::handlers::{self, Endpoint, handle};
 use crate::state::State;
-use lambda_http::{Error, Request, service_fn};
+use lambda_http::aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayV2httpRequest};
+use lambda_http::http::header::HOST;
+use lambda_http::http::{HeaderMap, Method, Uri};
+use lambda_http::lambda_runtime::LambdaEvent;
+use lambda_http::request::LambdaRequest;
+use lambda_http::{Adapter, Body, Error, Request, Service, service_fn};
+use std::convert::Infallible;
 
 /// Structured logs: JSON when the function's log format is JSON (as `template.yaml` sets it),
 /// text locally; the level from `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`.
@@ -14,8 +30,154 @@ pub fn init_logging() {
 pub async fn run(state: State, endpoint: Endpoint) -> Result<(), Error> {
     // One state for the life of the process; every invocation borrows it.
     let state: &'static State = Box::leak(Box::new(state));
-    lambda_http::run(service_fn(move |req: Request| async move {
-        Ok::<_, std::convert::Infallible>(handle(state, endpoint, req).await)
-    }))
+    lambda_http::lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<LambdaRequest>| async move { serve(state, endpoint, event).await },
+    ))
     .await
+}
+
+/// One invocation, from the event the runtime received to the answer it sends back (API
+/// Gateway's response JSON): the event checked ([`refusal`]), turned into a request by
+/// `lambda_http`, handled by [`handle`]. Never panics on any event that deserializes.
+pub async fn serve(
+    state: &State,
+    endpoint: Endpoint,
+    event: LambdaEvent<LambdaRequest>,
+) -> Result<impl serde::Serialize + use<>, Infallible> {
+    let LambdaEvent { payload, context } = event;
+    let Some(error) = refusal(&payload) else {
+        let mut adapter = Adapter::from(service_fn(move |req: Request| async move {
+            Ok::<_, Infallible>(handle(state, endpoint, req).await)
+        }));
+        return adapter.call(LambdaEvent::new(payload, context)).await;
+    };
+    // Answered without converting the event: a blank event of the same kind stands in for it,
+    // so that the answer still has the shape its API Gateway expects.
+    let (method, headers, blank) = match payload {
+        LambdaRequest::ApiGatewayV1(event) => {
+            let mut headers = event.multi_value_headers;
+            headers.extend(event.headers);
+            let blank = LambdaRequest::ApiGatewayV1(ApiGatewayProxyRequest::default());
+            (event.http_method, headers, blank)
+        }
+        LambdaRequest::ApiGatewayV2(event) => {
+            let blank = LambdaRequest::ApiGatewayV2(ApiGatewayV2httpRequest::default());
+            (event.request_context.http.method, event.headers, blank)
+        }
+        // `refusal` only refuses the two kinds above.
+        other => (Method::GET, HeaderMap::new(), other),
+    };
+    let mut adapter = Adapter::from(service_fn(move |_: Request| {
+        let mut stand_in = Request::new(Body::Empty);
+        *stand_in.method_mut() = method.clone();
+        *stand_in.headers_mut() = headers.clone();
+        let error = error.clone();
+        async move { Ok::<_, Infallible>(handlers::refuse(state, endpoint, &stand_in, error)) }
+    }));
+    adapter.call(LambdaEvent::new(blank, context)).await
+}
+
+/// Why `lambda_http` could not turn this event into a request (it would panic), if so. Follows
+/// its conversion step by step: the URL it builds from `X-Forwarded-Proto`, the host and the
+/// path (with the stage), the URI it builds from that URL and the query, the body it decodes.
+pub fn refusal(event: &LambdaRequest) -> Option<ApiError> {
+    check(event).err()
+}
+
+fn check(event: &LambdaRequest) -> Result<(), ApiError> {
+    let (uri, base64_body) = match event {
+        LambdaRequest::ApiGatewayV1(event) => {
+            let host = host(&event.headers, event.request_context.domain_name.as_deref());
+            let path = path_with_stage(
+                event.request_context.stage.as_deref(),
+                event.path.as_deref().unwrap_or_default(),
+            );
+            let mut uri = request_url(&path, &event.headers, host)?;
+            // Multi-value parameters are a superset of the single ones, preferred when present.
+            let query = if event.multi_value_query_string_parameters.is_empty() {
+                &event.query_string_parameters
+            } else {
+                &event.multi_value_query_string_parameters
+            };
+            if !query.is_empty() {
+                uri.push('?');
+                uri.push_str(&query.to_query_string());
+            }
+            (uri, event.is_base64_encoded.then_some(&event.body))
+        }
+        LambdaRequest::ApiGatewayV2(event) => {
+            let host = host(&event.headers, event.request_context.domain_name.as_deref());
+            let path = path_with_stage(
+                event.request_context.stage.as_deref(),
+                event.raw_path.as_deref().unwrap_or_default(),
+            );
+            let mut uri = request_url(&path, &event.headers, host)?;
+            if let Some(query) = event.raw_query_string.as_deref().filter(|q| !q.is_empty()) {
+                uri.push('?');
+                uri.push_str(query);
+            }
+            (uri, event.is_base64_encoded.then_some(&event.body))
+        }
+        _ => return Ok(()),
+    };
+    if Uri::try_from(uri.as_str()).is_err() {
+        return Err(unreadable("its path or query do not make a URI"));
+    }
+    if let Some(Some(body)) = base64_body {
+        use base64::Engine;
+        if base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .is_err()
+        {
+            return Err(unreadable("its body is marked base64 but is not base64"));
+        }
+    }
+    Ok(())
+}
+
+fn unreadable(why: &str) -> ApiError {
+    ApiError::invalid_request(format!("the request cannot be read: {why}"))
+}
+
+/// The `Host` header when it is text, else the domain name of the request context.
+fn host<'a>(headers: &'a HeaderMap, domain_name: Option<&'a str>) -> Option<&'a str> {
+    headers
+        .get(HOST)
+        .and_then(|value| value.to_str().ok())
+        .or(domain_name)
+}
+
+/// The path with the stage in front, unless the stage is `$default`, is already there, or
+/// `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH` is set: as `lambda_http` builds it.
+fn path_with_stage(stage: Option<&str>, path: &str) -> String {
+    if std::env::var_os("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH").is_some() {
+        return path.to_owned();
+    }
+    match stage {
+        None | Some("$default") => path.to_owned(),
+        Some(stage) if path.starts_with(&format!("/{stage}/")) => path.to_owned(),
+        Some(stage) => format!("/{stage}{path}"),
+    }
+}
+
+/// The URL `lambda_http` makes of the request, without its query, or the refusal when it can
+/// make none: `X-Forwarded-Proto` (default `https`) `://` host and path, or the bare path when
+/// there is no host.
+fn request_url(path: &str, headers: &HeaderMap, host: Option<&str>) -> Result<String, ApiError> {
+    match host {
+        None => url::Url::parse(&format!("http://localhost{path}"))
+            .map(|url| url.path().to_owned())
+            .map_err(|_| unreadable("its path does not make a URL")),
+        Some(host) => {
+            let scheme = headers
+                .get("x-forwarded-proto")
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("https");
+            url::Url::parse(&format!("{scheme}://{host}{path}"))
+                .map(|url| url.to_string())
+                .map_err(|_| {
+                    unreadable("its X-Forwarded-Proto, Host header or path do not make a URL")
+                })
+        }
+    }
 }

@@ -94,19 +94,81 @@ pub async fn handle(state: &State, endpoint: Endpoint, req: Request) -> Response
             return Err(ApiError::method_not_allowed(endpoint.method().as_str()));
         }
         match endpoint {
-            Endpoint::SessionCreate => session::create(state, &req).await,
-            Endpoint::SessionValidate => session::validate(state, &req).await,
-            Endpoint::SessionRefresh => session::refresh(state, &req).await,
-            Endpoint::SessionLogout => session::logout(state, &req).await,
-            Endpoint::SessionLogoutAll => session::logout_all(state, &req).await,
-            Endpoint::SessionStats => stats::stats(state, &req).await,
+            Endpoint::SessionCreate => session::create(state, &req).await.map(Reply::from),
+            Endpoint::SessionValidate => session::validate(state, &req).await.map(Reply::from),
+            Endpoint::SessionRefresh => session::refresh(state, &req).await.map(Reply::from),
+            Endpoint::SessionLogout => session::logout(state, &req).await.map(Reply::from),
+            Endpoint::SessionLogoutAll => session::logout_all(state, &req).await.map(Reply::from),
+            Endpoint::SessionStats => stats::stats(state, &req).await.map(Reply::from),
             Endpoint::CacheGet => cache::get(state, &req).await,
-            Endpoint::CachePut => cache::put(state, &req).await,
+            Endpoint::CachePut => cache::put(state, &req).await.map(Reply::from),
         }
     })
     .await;
+    answer(state, endpoint, origin, result, started, store_use)
+}
+
+/// The answer to a request that could not be read at all (see [`crate::lambda::refusal`]):
+/// `error`, with the CORS headers, the log line and the metrics line of every other answer.
+/// `req` stands in for the request: its method and headers only.
+pub fn refuse(state: &State, endpoint: Endpoint, req: &Request, error: ApiError) -> Response<Body> {
+    let started = Instant::now();
+    let origin = http::allowed_origin(req, &state.config.allowed_origins).map(str::to_owned);
+    answer(
+        state,
+        endpoint,
+        origin,
+        Err(error),
+        started,
+        Default::default(),
+    )
+}
+
+/// What a handler answers on success: a JSON object and, for cache-get, the stored JSON text to
+/// send as its `data` byte for byte (re-serializing it would turn an integer past 64 bits into
+/// a float, or change a decimal's digits).
+pub struct Reply {
+    body: Value,
+    raw_data: Option<String>,
+}
+
+impl From<Value> for Reply {
+    fn from(body: Value) -> Self {
+        Reply {
+            body,
+            raw_data: None,
+        }
+    }
+}
+
+impl Reply {
+    /// `body` with `data` set to `json`, valid JSON text, as it is.
+    pub fn with_raw_data(body: Value, json: String) -> Self {
+        Reply {
+            body,
+            raw_data: Some(json),
+        }
+    }
+}
+
+/// The response, CORS and `Allow` headers, the log line and the metrics (EMF) line.
+fn answer(
+    state: &State,
+    endpoint: Endpoint,
+    origin: Option<String>,
+    result: Result<Reply, ApiError>,
+    started: Instant,
+    store_use: crate::metrics::StoreReport,
+) -> Response<Body> {
     let mut response = match &result {
-        Ok(body) => http::json_response(StatusCode::OK, body.clone()),
+        Ok(Reply {
+            body,
+            raw_data: None,
+        }) => http::json_response(StatusCode::OK, body.clone()),
+        Ok(Reply {
+            body,
+            raw_data: Some(data),
+        }) => http::json_response_with_raw(StatusCode::OK, body.clone(), "data", data),
         Err(error) => {
             // The extension reads `valid` from every validate answer.
             let extra = (endpoint == Endpoint::SessionValidate
@@ -116,7 +178,7 @@ pub async fn handle(state: &State, endpoint: Endpoint, req: Request) -> Response
         }
     };
     http::add_cors(response.headers_mut(), origin.as_deref());
-    if endpoint.method() != req.method()
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED
         && let Ok(allow) = endpoint.method().as_str().parse()
     {
         response
@@ -138,7 +200,7 @@ pub async fn handle(state: &State, endpoint: Endpoint, req: Request) -> Response
 }
 
 /// One line per request; never a token, a JWT or a secret.
-fn log(state: &State, endpoint: Endpoint, result: &Result<Value, ApiError>, started: Instant) {
+fn log(state: &State, endpoint: Endpoint, result: &Result<Reply, ApiError>, started: Instant) {
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     let backend = state.store.backend();
     match result {
