@@ -1,9 +1,9 @@
 # The history checker (shared/tests/history.rs): seeded, randomized concurrent histories against
-# real servers, with faults, judged by a model of sessions. `make test` runs HISTORY_HISTORIES=200
+# real servers, with faults, judged by a model of sessions. `make test` runs HISTORY_HISTORIES=400
 # per store mode through `cargo test --workspace`; `make drill` is the long run.
 #
-#   make drill                              10,400 histories: 1600 with both stores, 4000 with
-#                                           Redis alone, 2000 with DynamoDB alone, 2800 on a cluster
+#   make drill                              13,500 histories: 3000 with both stores, 5000 with
+#                                           Redis alone, 2500 with DynamoDB alone, 3000 on a cluster
 #   make drill HISTORY_BOTH=3000            more or fewer in one mode (HISTORY_REDIS, _DYNAMODB,
 #                                           _CLUSTER likewise)
 #   make drill HISTORY_SEED=1796120235      replay the run that printed this seed (one run a mode)
@@ -15,15 +15,15 @@
 
 # Both stores cost the most per history (moto, two stores, the protocol's jitter); the split
 # keeps the whole run within 30 minutes on 2 cores.
-HISTORY_BOTH     ?= 1600
-HISTORY_REDIS    ?= 4000
-HISTORY_DYNAMODB ?= 2000
-HISTORY_CLUSTER  ?= 2800
+HISTORY_BOTH     ?= 3000
+HISTORY_REDIS    ?= 5000
+HISTORY_DYNAMODB ?= 2500
+HISTORY_CLUSTER  ?= 3000
 HISTORY_SEED     ?=
 DRILL_LOG         := $(LOCAL)/drill.log
 
 .PHONY: drill prove-checker
-drill: deps ## the history checker's long run: over 10,000 histories in four store modes
+drill: deps ## the history checker's long run: 13,500 histories in four store modes
 	@mkdir -p "$(LOCAL)"
 	@echo "==> history checker: $(HISTORY_BOTH) histories with both stores, $(HISTORY_REDIS) Redis alone, $(HISTORY_DYNAMODB) DynamoDB alone, $(HISTORY_CLUSTER) on a Redis cluster"
 	@started=$$(date +%s); \

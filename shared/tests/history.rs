@@ -813,48 +813,73 @@ fn may_be_evicted(plan: &Plan, token: usize, creates: &[Option<&Event>], e: &Eve
     begun >= plan.cap
 }
 
-/// Once quiet: the stores agree, and what was forged left no trace.
-async fn quiet(world: &World, users: &[Arc<UserRun>], forged_user: &str) -> Vec<String> {
-    let mut violations = Vec::new();
+/// Once quiet: the stores agree, and what was forged left no trace. Users are checked at once,
+/// each on its own task (their keys are disjoint), so the check costs one user's reads.
+async fn quiet(world: &Arc<World>, users: &[Arc<UserRun>], forged_user: &str) -> Vec<String> {
     // Past every skip window: each container reconnects and rereads the epoch.
     tokio::time::sleep(REDIS_RETRY + EPOCH_CHECK + CLOCK_SLACK).await;
     let now = now_unix();
-    for user in users {
-        let claimed = user.claimed.load(Ordering::SeqCst).min(user.tokens.len());
-        for token in &user.tokens[..claimed] {
-            let truth = match &world.record {
-                Some(record) => record.get(token, now).await.ok().map(|s| s.is_some()),
-                None => None,
-            };
-            let mut answers = Vec::new();
-            for store in &world.containers {
-                // Twice: the first read may repair, the second is served by what it left.
-                let _ = store.get(token, now).await;
-                answers.push(store.get(token, now).await.ok().map(|s| s.is_some()));
-            }
-            let first = truth.or(answers[0]);
-            if answers.iter().any(|a| *a != first) {
+    let checks: Vec<_> = users
+        .iter()
+        .map(|user| {
+            let (world, user) = (world.clone(), user.clone());
+            tokio::spawn(async move { quiet_user(&world, &user, now).await })
+        })
+        .collect();
+    let mut violations = Vec::new();
+    for check in checks {
+        violations.extend(check.await.expect("a quiet check panicked"));
+    }
+    violations.extend(no_trace(world, users, forged_user).await);
+    violations
+}
+
+async fn quiet_user(world: &Arc<World>, user: &UserRun, now: i64) -> Vec<String> {
+    let mut violations = Vec::new();
+    let claimed = user.claimed.load(Ordering::SeqCst).min(user.tokens.len());
+    // Each session on its own task too; one session's reads stay in order.
+    let reads: Vec<_> = user.tokens[..claimed]
+        .iter()
+        .map(|token| {
+            let (world, token) = (world.clone(), token.clone());
+            tokio::spawn(async move {
+                let truth = match &world.record {
+                    Some(record) => record.get(&token, now).await.ok().map(|s| s.is_some()),
+                    None => None,
+                };
+                let mut answers = Vec::new();
+                for store in &world.containers {
+                    // Twice: the first read may repair, the second is served by what it left.
+                    let _ = store.get(&token, now).await;
+                    answers.push(store.get(&token, now).await.ok().map(|s| s.is_some()));
+                }
+                (truth, answers)
+            })
+        })
+        .collect();
+    for read in reads {
+        let (truth, answers) = read.await.expect("a quiet read panicked");
+        let first = truth.or(answers[0]);
+        if answers.iter().any(|a| *a != first) {
+            violations.push(format!(
+                "{}: stores disagree once quiet: record {truth:?}, containers {answers:?}",
+                user.user
+            ));
+        }
+    }
+    if let Some(record) = &world.record {
+        let key = UserKey::for_user(&user.user);
+        let truth = record.user_stats(&key, now).await.ok();
+        for store in &world.containers {
+            let stats = store.user_stats(&key, now).await.ok();
+            if stats != truth {
                 violations.push(format!(
-                    "{}: stores disagree once quiet: record {truth:?}, containers {answers:?}",
+                    "{}: stats disagree once quiet: {stats:?} vs the record's {truth:?}",
                     user.user
                 ));
             }
         }
-        if let Some(record) = &world.record {
-            let key = UserKey::for_user(&user.user);
-            let truth = record.user_stats(&key, now).await.ok();
-            for store in &world.containers {
-                let stats = store.user_stats(&key, now).await.ok();
-                if stats != truth {
-                    violations.push(format!(
-                        "{}: stats disagree once quiet: {stats:?} vs the record's {truth:?}",
-                        user.user
-                    ));
-                }
-            }
-        }
     }
-    violations.extend(no_trace(world, users, forged_user).await);
     violations
 }
 
@@ -1043,7 +1068,7 @@ fn budget(mode: &str) -> usize {
     [format!("HISTORY_{mode}"), "HISTORY_HISTORIES".to_owned()]
         .iter()
         .find_map(|var| std::env::var(var).ok()?.parse().ok())
-        .unwrap_or(200)
+        .unwrap_or(400)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
