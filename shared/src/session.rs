@@ -55,7 +55,10 @@ impl Session {
             idle_timeout,
             remember_me,
             last_seen_at: now,
-            user_agent: user_agent.map(truncate_user_agent),
+            // Stores keep no empty user agent (a Redis record cannot tell it from none).
+            user_agent: user_agent
+                .map(truncate_user_agent)
+                .filter(|ua| !ua.is_empty()),
         }
     }
 

@@ -6,6 +6,10 @@
 //!   `invalid_request` instead, exactly those, in the shape API Gateway expects.
 //! - A cache put re-serialized the parsed body, so an integer past 64 bits came back as a float
 //!   and a long decimal rounded. The body is now stored as sent and read back byte for byte.
+//! - The record decoders read the unsigned idle timeout and epoch as signed: a value past
+//!   `i64::MAX` was written, then read as a corrupt record.
+//! - A Redis record reads an empty user agent back as none, DynamoDB kept it empty; an empty one
+//!   is now none everywhere, and `Session::new` makes none.
 
 mod support;
 
@@ -270,4 +274,60 @@ async fn cached_json_reads_back_byte_for_byte() {
             "stored {data}, read back {text}"
         );
     }
+}
+
+#[test]
+fn records_with_unsigned_fields_past_i64_read_back() {
+    use shared::store::records;
+    use shared::token::{TokenHash, UserKey};
+    let user = UserKey::for_user("user_records");
+    let session = shared::Session {
+        user_id: "user_records".into(),
+        created_at: 1_700_000_000,
+        expires_at: 1_700_003_600,
+        absolute_expires_at: 1_707_776_000,
+        idle_timeout: u64::MAX,
+        remember_me: true,
+        last_seen_at: 1_700_000_100,
+        user_agent: Some("Mozilla/5.0".into()),
+    };
+    let record = records::redis_session(&session, u64::MAX);
+    assert_eq!(
+        records::redis_session_decode(&user, &record).ok(),
+        Some((session.clone(), u64::MAX)),
+        "{record}"
+    );
+    let item = records::dynamodb_session(&user, &TokenHash([0; 32]), &session);
+    assert_eq!(
+        records::dynamodb_session_decode(&user, &item).ok(),
+        Some(session)
+    );
+}
+
+#[test]
+fn an_empty_user_agent_is_none_in_every_store() {
+    use shared::session::Lifetimes;
+    use shared::store::records;
+    use shared::token::{TokenHash, UserKey};
+    let lifetimes = Lifetimes {
+        session: 3600,
+        remember_me: 86_400,
+        max_lifetime: 86_400,
+    };
+    // Control characters only: nothing left once they are dropped.
+    let made = shared::Session::new("u", false, Some("\u{1}\u{7f}"), lifetimes, 1000);
+    assert_eq!(made.user_agent, None);
+    let empty = shared::Session {
+        user_agent: Some(String::new()),
+        ..made.clone()
+    };
+    let user = UserKey::for_user("u");
+    let redis = records::redis_session_decode(&user, &records::redis_session(&empty, 0));
+    assert_eq!(redis.ok(), Some((made.clone(), 0)));
+    let item = records::dynamodb_session(&user, &TokenHash([0; 32]), &empty);
+    assert!(!item.contains_key("user_agent"), "{item:?}");
+    assert_eq!(
+        records::dynamodb_session_decode(&user, &item).ok(),
+        Some(made)
+    );
 }

@@ -170,25 +170,7 @@ impl DynamoStore {
         hash: &TokenHash,
         session: &Session,
     ) -> (Vec<TokenHash>, Result<(), StoreError>) {
-        let mut item = key(user, &session_sk(hash));
-        item.extend([
-            ("created_at".to_owned(), number(session.created_at)),
-            ("expires_at".to_owned(), number(session.expires_at)),
-            (
-                "absolute_expires_at".to_owned(),
-                number(session.absolute_expires_at),
-            ),
-            ("idle_timeout".to_owned(), number(session.idle_timeout)),
-            (
-                "remember_me".to_owned(),
-                AttributeValue::Bool(session.remember_me),
-            ),
-            ("last_seen_at".to_owned(), number(session.last_seen_at)),
-            ("ttl".to_owned(), number(session.expiry())),
-        ]);
-        if let Some(ua) = &session.user_agent {
-            item.insert("user_agent".to_owned(), AttributeValue::S(ua.clone()));
-        }
+        let item = encode(user, hash, session);
         let put = async {
             self.client
                 .put_item()
@@ -614,13 +596,7 @@ impl DynamoStore {
         let Some(item) = out.item() else {
             return Ok(None);
         };
-        if int(item, "expires_at")? <= now {
-            return Ok(None);
-        }
-        match item.get("data") {
-            Some(AttributeValue::S(json)) => Ok(Some(json.clone())),
-            _ => Err(corrupt("cache item")),
-        }
+        decode_cache(item, now)
     }
 
     pub(super) async fn cache_put(
@@ -630,13 +606,7 @@ impl DynamoStore {
         ttl: u64,
         now: i64,
     ) -> Result<(), StoreError> {
-        let expires_at = now.saturating_add_unsigned(ttl);
-        let mut item = key(user, CACHE_SK);
-        item.extend([
-            ("data".to_owned(), AttributeValue::S(json.to_owned())),
-            ("expires_at".to_owned(), number(expires_at)),
-            ("ttl".to_owned(), number(expires_at)),
-        ]);
+        let item = encode_cache(user, json, now.saturating_add_unsigned(ttl));
         self.client
             .put_item()
             .table_name(&self.table)
@@ -758,18 +728,68 @@ fn int(item: &Item, name: &str) -> Result<i64, StoreError> {
     }
 }
 
-fn decode(user: &UserKey, item: &Item) -> Result<Session, StoreError> {
+/// The item of a session.
+pub(super) fn encode(user: &UserKey, hash: &TokenHash, session: &Session) -> Item {
+    let mut item = key(user, &session_sk(hash));
+    item.extend([
+        ("created_at".to_owned(), number(session.created_at)),
+        ("expires_at".to_owned(), number(session.expires_at)),
+        (
+            "absolute_expires_at".to_owned(),
+            number(session.absolute_expires_at),
+        ),
+        ("idle_timeout".to_owned(), number(session.idle_timeout)),
+        (
+            "remember_me".to_owned(),
+            AttributeValue::Bool(session.remember_me),
+        ),
+        ("last_seen_at".to_owned(), number(session.last_seen_at)),
+        ("ttl".to_owned(), number(session.expiry())),
+    ]);
+    // An empty user agent is none, as in a Redis record.
+    if let Some(ua) = session.user_agent.as_ref().filter(|ua| !ua.is_empty()) {
+        item.insert("user_agent".to_owned(), AttributeValue::S(ua.clone()));
+    }
+    item
+}
+
+/// The item of a user's cached data.
+pub(super) fn encode_cache(user: &UserKey, json: &str, expires_at: i64) -> Item {
+    let mut item = key(user, CACHE_SK);
+    item.extend([
+        ("data".to_owned(), AttributeValue::S(json.to_owned())),
+        ("expires_at".to_owned(), number(expires_at)),
+        ("ttl".to_owned(), number(expires_at)),
+    ]);
+    item
+}
+
+/// The cached data of a cache item, unless it has expired at `now`.
+pub(super) fn decode_cache(item: &Item, now: i64) -> Result<Option<String>, StoreError> {
+    if int(item, "expires_at")? <= now {
+        return Ok(None);
+    }
+    match item.get("data") {
+        Some(AttributeValue::S(json)) => Ok(Some(json.clone())),
+        _ => Err(corrupt("cache item")),
+    }
+}
+
+pub(super) fn decode(user: &UserKey, item: &Item) -> Result<Session, StoreError> {
     Ok(Session {
         user_id: user.user_id(),
         created_at: int(item, "created_at")?,
         expires_at: int(item, "expires_at")?,
         absolute_expires_at: int(item, "absolute_expires_at")?,
-        idle_timeout: u64::try_from(int(item, "idle_timeout")?)
-            .map_err(|_| corrupt("idle_timeout"))?,
+        // Unsigned: read as such, every value `encode` writes reads back.
+        idle_timeout: match item.get("idle_timeout") {
+            Some(AttributeValue::N(n)) => n.parse().map_err(|_| corrupt("idle_timeout"))?,
+            _ => return Err(corrupt("idle_timeout")),
+        },
         remember_me: matches!(item.get("remember_me"), Some(AttributeValue::Bool(true))),
         last_seen_at: int(item, "last_seen_at")?,
         user_agent: match item.get("user_agent") {
-            Some(AttributeValue::S(ua)) => Some(ua.clone()),
+            Some(AttributeValue::S(ua)) if !ua.is_empty() => Some(ua.clone()),
             _ => None,
         },
     })

@@ -20,6 +20,63 @@ use crate::session::{GlobalStats, Session, UserStats};
 use crate::token::{SessionToken, UserKey};
 use std::fmt;
 
+/// The stores' record formats on their own: what each store writes and how it reads that back,
+/// for the fuzz targets (fuzz/README.md) to check each decoder against its encoder. No store
+/// call goes through here.
+#[doc(hidden)]
+pub mod records {
+    use super::{StoreError, dynamodb, redis};
+    use crate::session::Session;
+    use crate::token::{TokenHash, UserKey};
+    pub use aws_sdk_dynamodb::types::AttributeValue;
+
+    /// A DynamoDB item.
+    pub type Item = std::collections::HashMap<String, AttributeValue>;
+
+    /// A session's field in the user's Redis hash, stamped with `epoch`.
+    pub fn redis_session(session: &Session, epoch: u64) -> String {
+        redis::encode(session, epoch)
+    }
+
+    pub fn redis_session_decode(
+        user: &UserKey,
+        record: &str,
+    ) -> Result<(Session, u64), StoreError> {
+        redis::decode(user, record)
+    }
+
+    /// (expiry, created) of a Redis session field, as the stats walk reads it.
+    pub fn redis_session_times(record: &str) -> Option<(i64, i64)> {
+        redis::decode_times(record)
+    }
+
+    pub fn redis_cache(json: &str, expires_at: i64, epoch: u64) -> String {
+        redis::encode_cache(json, expires_at, epoch)
+    }
+
+    /// (expires, epoch, json) of a Redis cache entry.
+    pub fn redis_cache_decode(value: &str) -> Result<(i64, u64, &str), StoreError> {
+        redis::decode_cache(value)
+    }
+
+    pub fn dynamodb_session(user: &UserKey, hash: &TokenHash, session: &Session) -> Item {
+        dynamodb::encode(user, hash, session)
+    }
+
+    pub fn dynamodb_session_decode(user: &UserKey, item: &Item) -> Result<Session, StoreError> {
+        dynamodb::decode(user, item)
+    }
+
+    pub fn dynamodb_cache(user: &UserKey, json: &str, expires_at: i64) -> Item {
+        dynamodb::encode_cache(user, json, expires_at)
+    }
+
+    /// The data of a DynamoDB cache item, unless it has expired at `now`.
+    pub fn dynamodb_cache_decode(item: &Item, now: i64) -> Result<Option<String>, StoreError> {
+        dynamodb::decode_cache(item, now)
+    }
+}
+
 /// Sessions one user may hold unless `MAX_SESSIONS_PER_USER` says otherwise; creating one more
 /// evicts the oldest, so no user's sessions grow without bound.
 pub const DEFAULT_MAX_SESSIONS_PER_USER: usize = 50;

@@ -690,14 +690,7 @@ impl RedisStore {
             })
             .await?;
         let Some(value) = value else { return Ok(None) };
-        let mut parts = value.splitn(3, '|');
-        let (Some(expires_at), Some(epoch), Some(json)) = (
-            parts.next().and_then(|t| t.parse::<i64>().ok()),
-            parts.next().and_then(|e| e.parse::<u64>().ok()),
-            parts.next(),
-        ) else {
-            return Err(corrupt("cache entry"));
-        };
+        let (expires_at, epoch, json) = decode_cache(&value)?;
         Ok((expires_at > now).then(|| (json.to_owned(), epoch)))
     }
 
@@ -732,7 +725,7 @@ impl RedisStore {
     ) -> Result<(), StoreError> {
         // The expiry travels with the value, so every store refuses the same stale entry; the
         // key's own TTL only frees the memory.
-        let value = format!("{}|{epoch}|{json}", now.saturating_add_unsigned(ttl));
+        let value = encode_cache(json, now.saturating_add_unsigned(ttl), epoch);
         self.run(|mut c| async move {
             redis::cmd("SET")
                 .arg(cache_key(user))
@@ -816,10 +809,28 @@ fn cache_key(user: &UserKey) -> String {
     format!("cache:{{{}}}", user.as_str())
 }
 
+/// `expires|epoch|json`: the JSON last, as it is, so it may hold `|`.
+pub(super) fn encode_cache(json: &str, expires_at: i64, epoch: u64) -> String {
+    format!("{expires_at}|{epoch}|{json}")
+}
+
+/// (expires, epoch, json) of a cache entry.
+pub(super) fn decode_cache(value: &str) -> Result<(i64, u64, &str), StoreError> {
+    let mut parts = value.splitn(3, '|');
+    match (
+        parts.next().and_then(|t| t.parse::<i64>().ok()),
+        parts.next().and_then(|e| e.parse::<u64>().ok()),
+        parts.next(),
+    ) {
+        (Some(expires_at), Some(epoch), Some(json)) => Ok((expires_at, epoch, json)),
+        _ => Err(corrupt("cache entry")),
+    }
+}
+
 /// `created|expires|absolute|idle|remember|last_seen|epoch|user_agent`: small enough that a
 /// user's hash stays a compact listpack; the user id is the key's, the user agent (control
 /// characters removed) comes last so it may hold `|`.
-fn encode(s: &Session, epoch: u64) -> String {
+pub(super) fn encode(s: &Session, epoch: u64) -> String {
     format!(
         "{}|{}|{}|{}|{}|{}|{epoch}|{}",
         s.created_at,
@@ -832,25 +843,27 @@ fn encode(s: &Session, epoch: u64) -> String {
     )
 }
 
-fn decode(user: &UserKey, record: &str) -> Result<(Session, u64), StoreError> {
+pub(super) fn decode(user: &UserKey, record: &str) -> Result<(Session, u64), StoreError> {
     let mut parts = record.splitn(8, '|');
-    let mut number = || parts.next().and_then(|p| p.parse::<i64>().ok());
+    let mut field = || parts.next().unwrap_or_default();
+    // The idle timeout and the epoch are unsigned: read as such, every value `encode` writes
+    // reads back.
     let (
-        Some(created_at),
-        Some(expires_at),
-        Some(absolute_expires_at),
-        Some(idle),
-        Some(rm),
-        Some(last_seen_at),
-        Some(epoch),
+        Ok(created_at),
+        Ok(expires_at),
+        Ok(absolute_expires_at),
+        Ok(idle_timeout),
+        Ok(rm),
+        Ok(last_seen_at),
+        Ok(epoch),
     ) = (
-        number(),
-        number(),
-        number(),
-        number(),
-        number(),
-        number(),
-        number(),
+        field().parse::<i64>(),
+        field().parse::<i64>(),
+        field().parse::<i64>(),
+        field().parse::<u64>(),
+        field().parse::<i64>(),
+        field().parse::<i64>(),
+        field().parse::<u64>(),
     )
     else {
         return Err(corrupt("session record"));
@@ -861,19 +874,16 @@ fn decode(user: &UserKey, record: &str) -> Result<(Session, u64), StoreError> {
         created_at,
         expires_at,
         absolute_expires_at,
-        idle_timeout: u64::try_from(idle).map_err(|_| corrupt("session record"))?,
+        idle_timeout,
         remember_me: rm == 1,
         last_seen_at,
         user_agent,
     };
-    Ok((
-        session,
-        u64::try_from(epoch).map_err(|_| corrupt("session record"))?,
-    ))
+    Ok((session, epoch))
 }
 
 /// (expiry, created) of a record without decoding the rest.
-fn decode_times(record: &str) -> Option<(i64, i64)> {
+pub(super) fn decode_times(record: &str) -> Option<(i64, i64)> {
     let mut parts = record.split('|').map(|p| p.parse::<i64>().ok());
     let (created, expires, absolute) = (parts.next()??, parts.next()??, parts.next()??);
     Some((expires.min(absolute), created))
