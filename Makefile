@@ -370,7 +370,7 @@ include mk/bench.mk
 include mk/client.mk
 
 # ---------------------------------------------------------------------------
-# The long fuzz run (make test runs the same targets with fewer cases)
+# Fuzzing: cargo-fuzz on nightly (make fuzz); make test runs the stable proptest targets
 # ---------------------------------------------------------------------------
 include mk/fuzz.mk
 

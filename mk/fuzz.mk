@@ -1,23 +1,39 @@
-# The long fuzz run: the proptest targets of shared/tests/fuzz.rs, each replaying its
-# corpus (fuzz/corpus/<target>/) and then running FUZZ_CASES generated cases. `make test` runs
-# the same targets with the default 2000 cases, through `cargo test --workspace`.
+# Fuzzing (fuzz/README.md).
 #
-#   make fuzz                        200000 cases per target (tens of minutes on 2 cores)
-#   make fuzz FUZZ_CASES=50000       fewer
-#   make fuzz FUZZ_TARGET=jwt        one target: token, token_round_trip, jwt, request_bodies,
-#                                    api_gateway_events (a substring of the test name)
-#   make fuzz FUZZ_SEED=0x1234abcd   replay the run that printed this seed
+# make fuzz: the coverage-guided run, cargo-fuzz (libFuzzer) on the nightly toolchain, through
+# fuzz/run.sh. It builds the crate fuzz/ (outside the workspace) into its own target folder,
+# FUZZ_TARGET_DIR, so that the nightly, instrumented build never touches the workspace's; runs
+# every target for FUZZ_SECONDS, FUZZ_JOBS at a time (a 2-core machine: two targets at once, so
+# the default 400 s gives each at least 1,000,000 executions); keeps a minimized corpus in
+# fuzz/corpus/<target>/; prints one line per target (executions, libFuzzer's cov and ft at the
+# end, corpus size, crashes). cargo-fuzz is installed when missing; without a nightly it tries
+# stable with RUSTC_BOOTSTRAP=1, and skips, saying so, when that does not build.
 #
-# Each target prints its executions, crashes (0, or the test fails with the smallest failing
-# input and its seed) and a histogram of outcomes. The handlers' metrics lines (EMF, `"_aws":`)
-# are filtered out of the output.
+#   make fuzz                          every target, 400 s each (about 20 minutes on 2 cores)
+#   make fuzz FUZZ_SECONDS=60          shorter
+#   make fuzz FUZZ_TARGETS="jwt token" some targets
+#   make fuzz FUZZ_SANITIZER=address   with AddressSanitizer (slower; the default is none)
+#
+# make fuzz-stable: the long run of the proptest targets of shared/tests/fuzz.rs on stable
+# (`make test` runs them with 2000 cases each), for a machine without nightly.
+#
+#   make fuzz-stable FUZZ_CASES=200000 FUZZ_TARGET=jwt FUZZ_SEED=0x1234abcd
 
-FUZZ_CASES  ?= 200000
-FUZZ_SEED   ?=
-FUZZ_TARGET ?=
+FUZZ_SECONDS    ?= 400
+FUZZ_TARGETS    ?= request token jwt records cache_body
+FUZZ_JOBS       ?= $(shell nproc)
+FUZZ_SANITIZER  ?= none
+FUZZ_TARGET_DIR ?= /var/tmp/session-service-fuzz-target
+FUZZ_CASES      ?= 200000
+FUZZ_SEED       ?=
+FUZZ_TARGET     ?=
 
-.PHONY: fuzz
-fuzz: openssl ## long fuzz run: FUZZ_CASES (200000) cases per target after the corpus in fuzz/corpus/
-	@echo "==> fuzzing shared/tests/fuzz.rs: corpus, then $(FUZZ_CASES) generated cases per target"
+.PHONY: fuzz fuzz-stable
+fuzz: openssl ## coverage-guided fuzzing (cargo-fuzz, nightly): every target for FUZZ_SECONDS (400)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" FUZZ_JOBS=$(FUZZ_JOBS) \
+	  FUZZ_SANITIZER=$(FUZZ_SANITIZER) FUZZ_TARGET_DIR=$(FUZZ_TARGET_DIR) fuzz/run.sh
+
+fuzz-stable: openssl ## the proptest fuzz targets on stable, FUZZ_CASES (200000) cases each
+	@echo "==> fuzzing shared/tests/fuzz.rs: seeds, kept corpus, then $(FUZZ_CASES) generated cases per target"
 	FUZZ_CASES=$(FUZZ_CASES) FUZZ_SEED=$(FUZZ_SEED) $(CARGO) test -p shared --test fuzz -- \
 	  --nocapture $(FUZZ_TARGET) 2>&1 | grep --line-buffered -v '"_aws":'

@@ -1,14 +1,16 @@
 //! Fuzzing on the stable toolchain: proptest properties over the four ways untrusted bytes come in.
+//! The coverage-guided (cargo-fuzz) targets of `fuzz/` go further on nightly (`make fuzz`); these
+//! run in `make test`, and replay the seeds both share and the corpus libFuzzer keeps.
 //!
 //! | target | what is fed | what must hold |
 //! | --- | --- | --- |
 //! | `token` | any string or bytes, near-miss and mutated tokens, to `SessionToken::parse` | no panic; the answer is exactly that of an independent model of the format (canonical `<base64url user id>.<43-char secret>`) |
 //! | `token_round_trip` | any user id, to `SessionToken::mint` then `parse` | a minted token parses back to its user, key and hash (ids of 1..=512 bytes) |
 //! | `jwt` | any string; the valid JWT with flipped, inserted, deleted bytes, swapped segments, random headers (alg, kid, jku, …); random claims signed every which way | no panic; nothing but the unmodified valid JWT, or claims the right key really signed and a model of the checks accepts, gets through |
-//! | `bodies` | any bytes, text and JSON as the body of session-create and cache-put, under every credential | no panic; the status and error code a model of the contract predicts, always in {200, 400, 401, 403, 413}; JSON with `success` and `error.code`; what cache-put stored reads back |
-//! | `events` | the API Gateway events of `events/` and `fuzz/corpus/event/`, mutated as JSON and as bytes | `lambda_http::request::from_str` never panics; what parses goes through `shared::handle`: a known status, JSON, never a 5xx |
+//! | `bodies` | any bytes, text and JSON as the body of session-create and cache-put, under every credential | no panic; the status and error code a model of the contract predicts, always in {200, 400, 401, 403, 413}; JSON with `success` and `error.code`; what cache-put stored reads back byte for byte |
+//! | `events` | the API Gateway events of `events/`, `fuzz/seeds/event/` and `fuzz/corpus/request/`, mutated as JSON and as bytes | `shared::lambda::serve` never panics: it refuses (400) exactly the events `lambda_http` panics on, and serves the rest through `shared::handle`: a known status, JSON, never a 5xx |
 //!
-//! Every target first replays its seeds, `fuzz/corpus/<target>/` (see `fuzz/README.md`), then runs
+//! Every target first replays its seeds, `fuzz/seeds/<target>/` (see `fuzz/README.md`), then runs
 //! `FUZZ_CASES` generated cases (default 2000, so `make test` stays short; `make fuzz` runs many
 //! more). Generated cases start from the seeds too. `FUZZ_SEED` replays one run. Each target prints
 //! its executions, crashes (a failed property or a panic: must be 0) and a histogram of outcomes.
@@ -22,7 +24,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use lambda_http::http::{Method, StatusCode, header};
-use lambda_http::{Body, Request, RequestExt};
+use lambda_http::lambda_runtime::{Context, LambdaEvent};
+use lambda_http::request::LambdaRequest;
+use lambda_http::{Body, Request};
 use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
@@ -47,7 +51,9 @@ use support::keys::TestKeys;
 
 /// Generated cases per target when `FUZZ_CASES` is not set: a few seconds each.
 const DEFAULT_CASES: u32 = 2000;
-const CORPUS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus");
+const SEEDS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/seeds");
+/// The corpus libFuzzer keeps for the cargo-fuzz targets (`make fuzz`).
+const LIBFUZZER_CORPUS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus");
 const EVENTS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../events");
 
 const ISSUER: &str = "https://clerk.fuzz.example";
@@ -57,6 +63,7 @@ const USER: &str = "user_fuzz";
 const OTHER_USER: &str = "user_fuzz_other";
 /// The user of the session-create cases, so that their sessions never evict `USER`'s.
 const CREATOR: &str = "user_fuzz_creator";
+const ADMIN: &str = "user_fuzz_admin";
 /// Largest body session-create reads (`CREATE_BODY_LIMIT` in handlers/session.rs).
 const CREATE_BODY_LIMIT: usize = 4 * 1024;
 
@@ -124,25 +131,20 @@ impl Target {
             .or_default() += 1;
     }
 
-    /// The files of `fuzz/corpus/<dir>/`, sorted: (file name, bytes). There must be some.
+    /// The files of `fuzz/seeds/<dir>/`, sorted: (file name, bytes). There must be some.
     fn corpus(&self, dir: &str) -> Vec<(String, Vec<u8>)> {
-        let dir = Path::new(CORPUS_DIR).join(dir);
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("read the corpus {}: {e}", dir.display()))
-            .map(|entry| entry.expect("a corpus entry").path())
-            .filter(|path| path.is_file())
-            .collect();
-        files.sort();
-        assert!(!files.is_empty(), "no seeds in {}", dir.display());
-        files
-            .into_iter()
-            .map(|path| {
-                let name = path.file_name().unwrap().to_string_lossy().into_owned();
-                let bytes =
-                    std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-                (name, bytes)
-            })
-            .collect()
+        files_of(&Path::new(SEEDS_DIR).join(dir))
+    }
+
+    /// The files of libFuzzer's `fuzz/corpus/<target>/`, sorted: (file name, bytes); none
+    /// before the first `make fuzz`.
+    fn libfuzzer_corpus(&self, target: &str) -> Vec<(String, Vec<u8>)> {
+        let dir = Path::new(LIBFUZZER_CORPUS_DIR).join(target);
+        if dir.is_dir() {
+            files_of(&dir)
+        } else {
+            Vec::new()
+        }
     }
 
     /// Runs `check` on every seed; a failure or panic of any fails the target, all reported.
@@ -221,6 +223,26 @@ impl Target {
             cases()
         );
     }
+}
+
+/// The files of `dir`, sorted: (file name, bytes). There must be some.
+fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read the corpus {}: {e}", dir.display()))
+        .map(|entry| entry.expect("a corpus entry").path())
+        .filter(|path| path.is_file())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no seeds in {}", dir.display());
+    files
+        .into_iter()
+        .map(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let bytes =
+                std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+            (name, bytes)
+        })
+        .collect()
 }
 
 fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
@@ -504,6 +526,10 @@ fn fuzz_token_parser() {
     target.replay(corpus.iter().cloned(), |bytes| {
         check_token(&target, &lossy(&bytes))
     });
+    // What libFuzzer kept for its token target: the text inputs (others never reach a parser).
+    let kept = target.libfuzzer_corpus("token").into_iter();
+    let kept = kept.filter_map(|(name, bytes)| Some((name, String::from_utf8(bytes).ok()?)));
+    target.replay(kept, |raw| check_token(&target, &raw));
     let seeds: Vec<Vec<u8>> = corpus.into_iter().map(|(_, b)| b).collect();
     target.run(token_input(seeds), |raw| check_token(&target, &raw));
     target.report();
@@ -1162,12 +1188,15 @@ struct ApiRig {
     jwt: String,
     other_jwt: String,
     creator_jwt: String,
+    /// Of `ADMIN`, who sees the global figures of session-stats.
+    admin_jwt: String,
 }
 
 impl ApiRig {
     fn new(origins: &str) -> Self {
         let config = fuzz_config(&[
             ("ALLOWED_ORIGINS", origins),
+            ("ADMIN_USER_IDS", ADMIN),
             // Sessions outlive the longest run.
             ("SESSION_TIMEOUT", "2592000"),
         ]);
@@ -1183,6 +1212,7 @@ impl ApiRig {
             jwt: long_jwt(USER),
             other_jwt: long_jwt(OTHER_USER),
             creator_jwt: long_jwt(CREATOR),
+            admin_jwt: long_jwt(ADMIN),
         }
     }
 
@@ -1377,25 +1407,6 @@ fn expected_body_answer(case: &BodyCase, cache_limit: usize) -> (u16, &'static s
     }
 }
 
-/// JSON equality, floats within a relative 1e-12 (serde_json parses floats to within an ulp).
-fn same_json(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
-            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
-            x == y || (x - y).abs() <= 1e-12 * x.abs().max(y.abs())
-        }
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_json(a, b))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
-        }
-        _ => a == b,
-    }
-}
-
 fn with_auth(
     builder: lambda_http::http::request::Builder,
     rig: &ApiRig,
@@ -1483,17 +1494,16 @@ fn check_body(target: &Target, rig: &ApiRig, case: BodyCase) -> Result<(), TestC
             .body(Body::Empty)
             .unwrap();
         let (status, raw, _) = rig.send_raw(Endpoint::CacheGet, req);
-        let sent: Value = serde_json::from_slice(&case.body).unwrap();
-        let same = match serde_json::from_slice::<Value>(&raw) {
-            Ok(read) => same_json(&read["data"], &sent),
-            // Data 127 levels deep is stored, but the answer wraps it one level deeper, past
-            // serde_json's own limit of 128: compare the text instead.
-            Err(e) if e.to_string().contains("recursion limit") => {
-                target.note("cache-get:answer-past-serde-depth-limit");
-                lossy(&raw).contains(&sent.to_string())
-            }
-            Err(_) => false,
-        };
+        // Byte for byte: the JSON text as sent, without the whitespace around it.
+        let json_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+        let start = case.body.iter().position(|b| !json_space(b)).unwrap_or(0);
+        let end = case
+            .body
+            .iter()
+            .rposition(|b| !json_space(b))
+            .map_or(0, |i| i + 1);
+        let sent = lossy(&case.body[start..end]);
+        let same = lossy(&raw).ends_with(&format!(",\"data\":{sent}}}"));
         ensure(status == StatusCode::OK && same, || {
             format!(
                 "{}: stored {sent}, read back {status} {}",
@@ -1524,6 +1534,22 @@ fn fuzz_request_bodies() {
         })
     });
     target.replay(seeded, |case| check_body(&target, &rig, case));
+    // What libFuzzer kept for its cache_body target, as cache-put bodies.
+    let kept = target
+        .libfuzzer_corpus("cache_body")
+        .into_iter()
+        .map(|(name, body)| {
+            let as_text = std::str::from_utf8(&body).is_ok();
+            let case = BodyCase {
+                endpoint: Endpoint::CachePut,
+                auth: Auth::Session,
+                own_path: true,
+                body,
+                as_text,
+            };
+            (format!("fuzz/corpus/cache_body/{name}"), case)
+        });
+    target.replay(kept, |case| check_body(&target, &rig, case));
     let seeds: Vec<Vec<u8>> = corpus.into_iter().map(|(_, b)| b).collect();
     target.run(body_case(seeds), |case| check_body(&target, &rig, case));
     target.report();
@@ -1546,7 +1572,8 @@ struct EventSeed {
 fn fill(rig: &ApiRig, text: &str) -> String {
     let mut text = text
         .replace("${JWT}", &rig.jwt)
-        .replace("${OTHER_JWT}", &rig.other_jwt);
+        .replace("${OTHER_JWT}", &rig.other_jwt)
+        .replace("${ADMIN_JWT}", &rig.admin_jwt);
     if text.contains("${SESSION_TOKEN}") {
         text = text.replace("${SESSION_TOKEN}", &rig.session());
     }
@@ -1581,14 +1608,22 @@ fn event_seeds(target: &Target) -> Vec<EventSeed> {
             }
         }
     }
-    // fuzz/corpus/event/<function>--<case>.json
+    // fuzz/seeds/event/<function>--<case>.json
     for (name, bytes) in target.corpus("event") {
         let function = name.split("--").next().unwrap_or_default();
         let endpoint = Endpoint::from_function(function)
-            .unwrap_or_else(|| panic!("fuzz/corpus/event/{name}: not <function>--<case>.json"));
+            .unwrap_or_else(|| panic!("fuzz/seeds/event/{name}: not <function>--<case>.json"));
         seeds.push(EventSeed {
-            name: format!("fuzz/corpus/event/{name}"),
+            name: format!("fuzz/seeds/event/{name}"),
             endpoint,
+            text: lossy(&bytes),
+        });
+    }
+    // What libFuzzer kept for the request target, sent where that target sends it.
+    for (name, bytes) in target.libfuzzer_corpus("request") {
+        seeds.push(EventSeed {
+            name: format!("fuzz/corpus/request/{name}"),
+            endpoint: endpoint_for(&bytes),
             text: lossy(&bytes),
         });
     }
@@ -1710,40 +1745,58 @@ fn edit_json(value: &mut Value, edit: &JsonEdit) {
     }
 }
 
-/// Crates whose panics `run_event` counts instead of failing on: the event decoding is theirs.
-const UPSTREAM_CRATES: [&str; 2] = ["/lambda_http-", "/aws_lambda_events-"];
-
-thread_local! {
-    /// Where this thread's last panic happened, when it was in an upstream crate.
-    static UPSTREAM_PANIC: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+/// The endpoint the cargo-fuzz request target sends an input to: the one whose route the event
+/// names, else one picked by a hash of the input (fuzz/fuzz_targets/request.rs).
+fn endpoint_for(bytes: &[u8]) -> Endpoint {
+    let event: Value = serde_json::from_slice(bytes).unwrap_or_default();
+    let (method, path) = if event.get("httpMethod").is_some() {
+        (&event["httpMethod"], &event["path"])
+    } else {
+        (
+            &event["requestContext"]["http"]["method"],
+            &event["rawPath"],
+        )
+    };
+    let path = path.as_str().unwrap_or_default();
+    if path.contains("/api/cache/user/") {
+        return if method == "GET" {
+            Endpoint::CacheGet
+        } else {
+            Endpoint::CachePut
+        };
+    }
+    if let Some(endpoint) = Endpoint::ALL.into_iter().find(|e| path.ends_with(e.path())) {
+        return endpoint;
+    }
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    Endpoint::ALL[(hash % Endpoint::ALL.len() as u64) as usize]
 }
 
-/// A panic hook that notes (and does not print) panics in `UPSTREAM_CRATES`; every other panic
-/// goes to the previous hook as usual.
+thread_local! {
+    /// Set while `lambda_http` is expected to panic: its panics are then noted, not printed.
+    static EXPECTING_UPSTREAM: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static UPSTREAM_PANICKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A panic hook that keeps quiet about `lambda_http`'s panics while one is expected; every
+/// other panic goes to the previous hook as usual.
 fn install_panic_hook() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let place = info.location().and_then(|l| {
-                let file = l.file();
-                UPSTREAM_CRATES
-                    .iter()
-                    .find_map(|c| file.find(c))
-                    .map(|at| format!("{}:{}", &file[at + 1..], l.line()))
+            let upstream = info.location().is_some_and(|l| {
+                l.file().contains("/lambda_http-") || l.file().contains("/aws_lambda_events-")
             });
-            let upstream = place.is_some();
-            UPSTREAM_PANIC.with(|p| *p.borrow_mut() = place);
-            if !upstream {
-                previous(info);
+            if upstream && EXPECTING_UPSTREAM.get() {
+                UPSTREAM_PANICKED.set(true);
+                return;
             }
+            previous(info);
         }));
     });
-}
-
-/// The place of the panic just caught, if it was upstream.
-fn upstream_panic() -> Option<String> {
-    UPSTREAM_PANIC.with(|p| p.borrow_mut().take())
 }
 
 /// Statuses the handlers may answer an event with, over the memory store.
@@ -1772,6 +1825,13 @@ fn check_event(
     })
 }
 
+/// An invocation as the runtime reads it: serde_json from the bytes, nothing checked after the
+/// value.
+fn read_event(text: &str) -> serde_json::Result<LambdaRequest> {
+    use serde::Deserialize;
+    LambdaRequest::deserialize(&mut serde_json::Deserializer::from_str(text))
+}
+
 fn run_event(
     target: &Target,
     rig: &ApiRig,
@@ -1779,39 +1839,73 @@ fn run_event(
     text: &str,
     context: &dyn Fn() -> String,
 ) -> Result<(), TestCaseError> {
-    upstream_panic();
-    let parsed = catch_unwind(AssertUnwindSafe(|| lambda_http::request::from_str(text)));
-    let req = match parsed {
-        // lambda_http and aws_lambda_events panic on some events (see fuzz/README.md): not the
-        // service's code, and not an event API Gateway sends. Counted by place, not failed.
-        Err(_) if let Some(place) = upstream_panic() => {
-            target.note(format!("event:upstream-panic@{place}"));
-            return Ok(());
-        }
-        Err(panic) => {
-            return Err(TestCaseError::fail(format!(
-                "lambda_http::request::from_str panicked ({}) on {text:?}; {}",
-                panic_text(&panic),
-                context()
-            )));
-        }
-        Ok(Err(_)) => {
-            target.note("event:not-an-event");
-            return Ok(());
-        }
-        Ok(Ok(req)) => req,
+    let Ok(payload) = read_event(text) else {
+        target.note("event:not-an-event");
+        return Ok(());
     };
-    let kind = match req.request_context_ref() {
-        Some(lambda_http::request::RequestContext::ApiGatewayV1(_)) => "v1",
-        Some(lambda_http::request::RequestContext::ApiGatewayV2(_)) => "v2",
-        _ => "other",
+    // The check refuses exactly the events lambda_http's own conversion panics on.
+    let refused = shared::lambda::refusal(&payload);
+    EXPECTING_UPSTREAM.set(true);
+    UPSTREAM_PANICKED.set(false);
+    let converted = catch_unwind(AssertUnwindSafe(|| {
+        drop(Request::from(read_event(text).unwrap()))
+    }));
+    EXPECTING_UPSTREAM.set(false);
+    let upstream_panic = converted.is_err() && UPSTREAM_PANICKED.get();
+    if let Err(panic) = &converted
+        && !upstream_panic
+    {
+        return Err(TestCaseError::fail(format!(
+            "converting the event panicked outside lambda_http ({}); {}",
+            panic_text(panic),
+            context()
+        )));
+    }
+    ensure(refused.is_some() == upstream_panic, || {
+        format!(
+            "refused {refused:?}, lambda_http panics: {upstream_panic}; {}",
+            context()
+        )
+    })?;
+    let event = LambdaEvent::new(payload, Context::default());
+    let answer = catch_unwind(AssertUnwindSafe(|| {
+        rig.rt
+            .block_on(shared::lambda::serve(&rig.state, endpoint, event))
+            .map(|answer| serde_json::to_value(answer).unwrap())
+    }))
+    .map_err(|panic| {
+        TestCaseError::fail(format!(
+            "serve panicked ({}) on {text:?}; {}",
+            panic_text(&panic),
+            context()
+        ))
+    })?
+    .unwrap();
+    let v1 = answer.get("cookies").is_none();
+    let headers = &answer[if v1 { "multiValueHeaders" } else { "headers" }];
+    let content_type = match &headers["content-type"] {
+        Value::Array(values) => values.first().cloned().unwrap_or_default(),
+        value => value.clone(),
     };
-    let (status, body, is_json) = rig.send(endpoint, req);
-    target.note(format!("event:{kind}:{}", status.as_u16()));
+    let status = StatusCode::from_u16(answer["statusCode"].as_u64().unwrap_or(0) as u16)
+        .map_err(|_| TestCaseError::fail(format!("no status: {answer}; {}", context())))?;
+    let body: Value =
+        serde_json::from_str(answer["body"].as_str().unwrap_or_default()).unwrap_or(Value::Null);
+    let kind = if v1 { "v1" } else { "v2" };
+    match &refused {
+        Some(_) => target.note(format!("event:{kind}:{}:unreadable", status.as_u16())),
+        None => target.note(format!("event:{kind}:{}", status.as_u16())),
+    }
+    if refused.is_some() {
+        ensure(
+            status == StatusCode::BAD_REQUEST && body["error"]["code"] == "invalid_request",
+            || format!("an unreadable event answered {answer}; {}", context()),
+        )?;
+    }
     ensure(EVENT_STATUSES.contains(&status.as_u16()), || {
         format!("{}: status {status}: {body}", context())
     })?;
-    check_answer(status, &body, is_json, context)
+    check_answer(status, &body, content_type == "application/json", context)
 }
 
 #[test]
