@@ -479,3 +479,75 @@ async fn redis_alone_with_noeviction_refuses_instead_of_forgetting() {
         );
     }
 }
+
+/// A cluster node that drops every client connection (a network blip, a node replaced) costs
+/// each container at most a failed call or two, never a connection that stays broken: every user,
+/// whichever node holds their slot, is served again within a few attempts. The cut comes while
+/// calls are in flight, sometimes while a fresh client is still connecting to the other nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_recovers_from_connections_cut_under_load() {
+    use support::servers::RedisCluster;
+    let cluster = RedisCluster::shared();
+    let connect = || async {
+        Store::Redis(
+            shared::store::RedisStore::connect(
+                &cluster.urls()[0],
+                shared::config::RedisMode::Auto,
+                Duration::from_millis(REDIS_TIMEOUT_MS),
+                Duration::from_millis(REDIS_TIMEOUT_MS),
+            )
+            .await
+            .expect("connect to the cluster"),
+        )
+    };
+    let now = now_unix();
+    // Enough users that every node holds some of their slots.
+    let tokens: Vec<SessionToken> = (0..24)
+        .map(|_| SessionToken::mint(&unique("blip")))
+        .collect();
+    let setup = connect().await;
+    for token in &tokens {
+        let session = Session::new(token.user_id(), false, None, LIFETIMES, now);
+        setup.create(token, &session).await.expect("create");
+    }
+    for round in 0..12u64 {
+        // A container just started, its calls in flight when one node drops its connections.
+        let store = connect().await;
+        let load: Vec<_> = tokens
+            .iter()
+            .map(|token| {
+                let (store, token) = (store.clone(), token.clone());
+                tokio::spawn(async move {
+                    for _ in 0..10 {
+                        let _ = store.get(&token, now).await;
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(round * 3)).await;
+        let node = round as usize % cluster.nodes();
+        tokio::task::spawn_blocking(move || RedisCluster::shared().cut_clients(node))
+            .await
+            .unwrap();
+        for task in load {
+            task.await.unwrap();
+        }
+        for token in &tokens {
+            let mut errors = Vec::new();
+            let served = loop {
+                match store.get(token, now).await {
+                    Ok(found) => break found,
+                    Err(e) if errors.len() < 5 => {
+                        errors.push(e.to_string());
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) => panic!(
+                        "round {round}: still failing after {} attempts: {e}; before: {errors:?}",
+                        errors.len() + 1
+                    ),
+                }
+            };
+            assert!(served.is_some(), "round {round}: a live session was lost");
+        }
+    }
+}

@@ -369,7 +369,7 @@ async fn run(plan: Plan) -> RunReport {
     // Faults, while the calls run.
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let faults = Arc::new(Mutex::new(Vec::new()));
-    let fault_task = (plan.faults && plan.mode != Mode::Cluster).then(|| {
+    let fault_task = plan.faults.then(|| {
         let (world, done, faults) = (world.clone(), done.clone(), faults.clone());
         tokio::spawn(inject_faults(world, plan, started, done, faults))
     });
@@ -577,16 +577,25 @@ async fn inject_faults(
     };
     let pause =
         |rng: &mut Rng, low: u64, high: u64| Duration::from_millis(low + rng.next() % (high - low));
+    // The faults that apply to each mode (by `Mode` order), weighted toward those that split the
+    // containers' views (one cut off from Redis, writes applied with their answer lost), where
+    // the protocol's races are.
+    let kinds: [&[u32]; 4] = [
+        &[0, 1, 2, 3, 4, 5, 6, 7, 7, 8, 8, 8],
+        &[0, 1, 2, 3, 8, 8],
+        &[4, 5, 6, 7, 7],
+        &[1, 3],
+    ];
     let has_redis = world.redis.is_some();
+    let cluster = (world.mode == Mode::Cluster).then(RedisCluster::shared);
     let has_dynamo = world.table.is_some();
     while !done.load(Ordering::SeqCst) {
         tokio::time::sleep(pause(&mut rng, 1, 40)).await;
         if done.load(Ordering::SeqCst) {
             break;
         }
-        // Weighted toward the faults that split the containers' views (one cut off from Redis,
-        // writes applied with their answer lost), where the protocol's races are.
-        let fault = [0, 1, 2, 3, 4, 5, 6, 7, 7, 8, 8, 8][rng.below(12)];
+        let kinds = kinds[world.mode as usize];
+        let fault = kinds[rng.below(kinds.len())];
         let hold = pause(&mut rng, 20, 200);
         if !plan.mix.injects(fault) {
             continue;
@@ -659,6 +668,23 @@ async fn inject_faults(
                 tokio::time::sleep(hold).await;
                 world.knobs.lost_answers.store(0, Ordering::SeqCst);
             }
+            1 if cluster.is_some() => {
+                let cluster = cluster.unwrap();
+                let node = rng.below(cluster.nodes());
+                note("cluster node frozen");
+                cluster.pause_node(node);
+                // Well under the cluster's node timeout, so no node is marked failed.
+                tokio::time::sleep(hold).await;
+                cluster.resume_node(node);
+                note("cluster node thawed");
+            }
+            3 if cluster.is_some() => {
+                note("cluster node's connections cut");
+                let (cluster, node) = (cluster.unwrap(), rng.below(cluster.unwrap().nodes()));
+                tokio::task::spawn_blocking(move || cluster.cut_clients(node))
+                    .await
+                    .unwrap();
+            }
             8 if has_redis => {
                 note("one container cut off from Redis");
                 let proxy = &world.proxies[rng.below(world.proxies.len())];
@@ -721,11 +747,15 @@ fn judge(plan: &Plan, user: &UserRun, events: &[Event], faults: &[Fault]) -> Vec
             Outcome::Accepted => {
                 // Completed revocations: a logout that removed it, or a logout-all that began
                 // after its create had completed (one that raced the create may not have seen
-                // it). A failed call may or may not have taken effect.
+                // it). A failed call may or may not have taken effect — a failed create too,
+                // and later: a write queued at a frozen Redis runs when it thaws, after commands
+                // other connections sent since. Its token never reached a client.
                 let revoked = revocations.iter().find(|r| {
                     let completed = match (&r.call, &r.outcome) {
                         (Call::Logout(_), Outcome::Removed(true)) => true,
-                        (Call::LogoutAll, Outcome::Count(_)) => r.start > create.end,
+                        (Call::LogoutAll, Outcome::Count(_)) => {
+                            create.outcome == Outcome::Done && r.start > create.end
+                        }
                         _ => false,
                     };
                     completed && r.end + bound < e.start
@@ -847,22 +877,27 @@ async fn quiet_user(world: &Arc<World>, user: &UserRun, now: i64) -> Vec<String>
                     Some(record) => record.get(&token, now).await.ok().map(|s| s.is_some()),
                     None => None,
                 };
-                let mut answers = Vec::new();
+                let (mut answers, mut errors) = (Vec::new(), Vec::new());
                 for store in &world.containers {
                     // Twice: the first read may repair, the second is served by what it left.
                     let _ = store.get(&token, now).await;
-                    answers.push(store.get(&token, now).await.ok().map(|s| s.is_some()));
+                    let answer = store.get(&token, now).await;
+                    if let Err(e) = &answer {
+                        errors.push(e.to_string());
+                    }
+                    answers.push(answer.ok().map(|s| s.is_some()));
                 }
-                (truth, answers)
+                (truth, answers, errors)
             })
         })
         .collect();
     for read in reads {
-        let (truth, answers) = read.await.expect("a quiet read panicked");
+        let (truth, answers, errors) = read.await.expect("a quiet read panicked");
         let first = truth.or(answers[0]);
         if answers.iter().any(|a| *a != first) {
             violations.push(format!(
-                "{}: stores disagree once quiet: record {truth:?}, containers {answers:?}",
+                "{}: stores disagree once quiet: record {truth:?}, containers {answers:?} \
+                 (errors: {errors:?})",
                 user.user
             ));
         }

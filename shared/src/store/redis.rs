@@ -357,6 +357,11 @@ impl RedisStore {
                 .connection_timeout(connect_timeout)
                 .response_timeout(command_timeout)
                 .retries(1)
+                // RESP3: the client learns at once that a node closed its connection (a push)
+                // and reconnects to it. Over RESP2 a connection closed by the node while calls
+                // were in flight could leave the client timing out on every call for good, as
+                // the history checker found by cutting one node's connections.
+                .use_protocol(redis::ProtocolVersion::RESP3)
                 .build()
                 .map_err(store_error)?;
             let mut conn = client.get_async_connection().await.map_err(store_error)?;

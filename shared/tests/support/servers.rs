@@ -170,16 +170,21 @@ impl RedisServer {
             .child
             .as_ref()
             .expect("redis-server is not running (killed)");
-        // SAFETY: plain kill(2) on our own child, which is not reaped while we hold it.
-        let rc = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
-        assert_eq!(
-            rc,
-            0,
-            "kill({}, {signal}): {}",
-            child.id(),
-            io::Error::last_os_error()
-        );
+        send_signal(child, signal);
     }
+}
+
+/// kill(2) on one of our own children, which is not reaped while we hold it.
+fn send_signal(child: &Child, signal: libc::c_int) {
+    // SAFETY: plain kill(2) on our own child process, still unreaped.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    assert_eq!(
+        rc,
+        0,
+        "kill({}, {signal}): {}",
+        child.id(),
+        io::Error::last_os_error()
+    );
 }
 
 impl Drop for RedisServer {
@@ -191,7 +196,7 @@ impl Drop for RedisServer {
 /// Three masters, no replicas, on loopback; started once per test binary.
 pub struct RedisCluster {
     ports: Vec<u16>,
-    _nodes: Vec<Child>,
+    nodes: Vec<Child>,
     _dir: ScratchDir,
 }
 
@@ -211,6 +216,30 @@ impl RedisCluster {
             .collect()
     }
 
+    pub fn nodes(&self) -> usize {
+        self.ports.len()
+    }
+
+    /// SIGSTOP to one node: its slots stop answering while the others serve theirs. Keep it well
+    /// under the cluster's node timeout (2 s), or the cluster marks the node failed.
+    pub fn pause_node(&self, node: usize) {
+        send_signal(&self.nodes[node], libc::SIGSTOP);
+    }
+
+    pub fn resume_node(&self, node: usize) {
+        send_signal(&self.nodes[node], libc::SIGCONT);
+    }
+
+    /// Closes every client connection to one node (`CLIENT KILL TYPE normal`), as a network
+    /// blip would: commands in flight fail and the clients reconnect.
+    pub fn cut_clients(&self, node: usize) {
+        let _ = redis_command(
+            self.ports[node],
+            &["CLIENT", "KILL", "TYPE", "normal"],
+            Duration::from_secs(1),
+        );
+    }
+
     fn start() -> Result<RedisCluster, String> {
         let dir = ScratchDir::new("cluster");
         let mut nodes = Vec::new();
@@ -218,7 +247,7 @@ impl RedisCluster {
         match Self::boot(&dir.0, &mut nodes, &mut ports) {
             Ok(()) => Ok(RedisCluster {
                 ports,
-                _nodes: nodes,
+                nodes,
                 _dir: dir,
             }),
             Err(why) => {
