@@ -56,18 +56,25 @@ mod armed {
         JITTER_MICROS.store(max.as_micros() as u64, Ordering::Relaxed);
     }
 
-    /// A random pause, half the time: mostly up to the jitter, and one time in twenty a long one
-    /// (two to seven times the jitter), in which a whole competing request fits — a logout-all
-    /// between a read of the record and its repair, say. A heavy tail reaches those interleavings
-    /// far more often than a wider even spread would, for less waiting.
+    /// A random pause at a jitter point (`jitter_point!`): half the time, mostly up to the
+    /// jitter and one time in twenty a long one (see [`pause`]).
     pub async fn jitter() {
+        pause(20).await;
+    }
+
+    /// A random pause, half the time: up to the jitter, or one time in `long_one_in` a long one
+    /// (two to seven times the jitter), in which a whole competing request fits — a logout whose
+    /// Redis write failed and whose epoch bump went through, between a read of the record and
+    /// the repair that follows it. A heavy tail reaches those interleavings far more often than
+    /// a wider even spread would, for less waiting.
+    async fn pause(long_one_in: u64) {
         let max = JITTER_MICROS.load(Ordering::Relaxed);
         if max == 0 {
             return;
         }
         let roll = u64::from(getrandom::u32().unwrap_or(0));
         if roll % 2 == 0 {
-            let micros = match (roll >> 1) % 20 {
+            let micros = match (roll >> 1) % long_one_in {
                 0 => 2 * max + (roll >> 6) % (5 * max),
                 _ => (roll >> 6) % max,
             };
@@ -133,7 +140,8 @@ mod armed {
                 // A dropped gate releases too.
                 let _ = armed.release.await;
             }
-            None => jitter().await,
+            // Between a write to the record and what follows it: long pauses more often.
+            None => pause(6).await,
         }
     }
 }
