@@ -5,7 +5,7 @@
 # when a target crashed; the crashing input is under artifacts/<target>/.
 #
 # Settings (environment, all optional):
-#   FUZZ_SECONDS     seconds per target (default 400)
+#   FUZZ_SECONDS     seconds per target (default 480)
 #   FUZZ_TARGETS     the targets, in order (default: all five)
 #   FUZZ_JOBS        targets run at once (default: the number of cores)
 #   FUZZ_SANITIZER   cargo fuzz --sanitizer: none (default) or address
@@ -15,7 +15,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$here"
-seconds=${FUZZ_SECONDS:-400}
+seconds=${FUZZ_SECONDS:-480}
 targets=${FUZZ_TARGETS:-request token jwt records cache_body}
 jobs=${FUZZ_JOBS:-$(nproc)}
 sanitizer=${FUZZ_SANITIZER:-none}

@@ -6,13 +6,16 @@
 //! empty or blank body or one serde_json refuses (syntax, depth, numbers out of range, bad
 //! UTF-8), and 200 otherwise; after a 200 the store holds the JSON text as sent without the
 //! whitespace around it, both stores' cache records give that text back byte for byte, and the
-//! get answers 200 with it as `data`, byte for byte (an integer past 64 bits keeps every digit).
+//! get answers 200 with it as `data`, byte for byte (an integer past 64 bits keeps every digit);
+//! the log lines hold no session token.
 
 use lambda_http::http::{Method, header};
 use lambda_http::{Body, Request};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use session_service_fuzz::{CACHE_MAX_BYTES, Rig, USER, contract_violation, parse_deep, setup};
+use session_service_fuzz::{
+    CACHE_MAX_BYTES, Rig, USER, contract_violation, parse_deep, setup, take_log,
+};
 use shared::session::now_unix;
 use shared::store::records;
 use shared::token::UserKey;
@@ -38,6 +41,7 @@ fn run(data: &[u8]) {
         Ok(_) => Body::Empty,
         Err(_) => Body::Binary(data.to_vec()),
     };
+    take_log();
     let put = rig.block_on(handle(
         &rig.state,
         Endpoint::CachePut,
@@ -105,4 +109,9 @@ fn run(data: &[u8]) {
     let answer = parse_deep(text.as_bytes()).expect("the answer is JSON");
     assert_eq!(answer["user_id"], Value::String(USER.to_owned()));
     assert_eq!(answer.as_object().map(|o| o.len()), Some(3), "{text}");
+    let log = take_log();
+    assert!(
+        !log.contains(&rig.session_token),
+        "the session token in the log: {log}"
+    );
 }

@@ -11,14 +11,14 @@
 //!
 //! Properties: `verify` never panics and never says the keys are unavailable (a PEM key is
 //! always there); an unedited pool token gets exactly its answer; anything else that passes is
-//! byte for byte a pool token that must pass, for that token's `sub`.
+//! byte for byte a pool token that must pass, for that token's `sub`; no log line holds the JWT.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
-use session_service_fuzz::{ISSUER, KeyPair, ORIGIN, USER, config, setup};
+use session_service_fuzz::{ISSUER, KeyPair, ORIGIN, USER, config, setup, take_log};
 use shared::auth::{AuthError, Verifier};
 use shared::session::now_unix;
 use std::sync::OnceLock;
@@ -137,7 +137,13 @@ fn run(data: &[u8]) {
         let (token, _, _) = &pool.tokens[usize::from(first) % pool.tokens.len()];
         edit(token.as_bytes(), rest)
     };
+    take_log();
     let got = pool.rt.block_on(pool.verifier.verify(&jwt));
+    let log = take_log();
+    assert!(
+        jwt.len() < 24 || !log.contains(&jwt),
+        "the JWT in the log: {log}"
+    );
     match &got {
         Err(AuthError::KeysUnavailable(why)) => panic!("keys unavailable with a PEM key: {why}"),
         Err(AuthError::Invalid(_)) => {}

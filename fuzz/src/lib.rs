@@ -43,9 +43,18 @@ thread_local! {
 /// Where the handlers' log lines go: a buffer of this thread, read by `take_log`.
 pub struct LogSink;
 
+/// The most the sink holds: a target that never takes the log does not grow without bound.
+const LOG_CAP: usize = 1 << 20;
+
 impl Write for LogSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOG.with(|log| log.borrow_mut().extend_from_slice(buf));
+        LOG.with(|log| {
+            let mut log = log.borrow_mut();
+            if log.len() + buf.len() > LOG_CAP {
+                log.clear();
+            }
+            log.extend_from_slice(buf);
+        });
         Ok(buf.len())
     }
 
