@@ -230,7 +230,12 @@ impl World {
             world.redis_urls = RedisCluster::shared().urls();
         }
         if matches!(plan.mode, Mode::Both | Mode::Dynamodb) {
-            let client = dynamo_client(&Moto::shared().endpoint());
+            // Each mode its own moto (one core each), so that the two modes do not queue on one.
+            let moto = match plan.mode {
+                Mode::Both => Moto::shared(),
+                _ => Moto::second(),
+            };
+            let client = dynamo_client(&moto.endpoint());
             let table = unique("history");
             dynamo_over(client.clone(), &table)
                 .ensure_table()

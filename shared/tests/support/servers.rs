@@ -342,6 +342,16 @@ impl Moto {
         }
     }
 
+    /// A second server for the binary: moto is one Python process on one core, so two busy
+    /// tests that each have their own finish sooner than two that share one.
+    pub fn second() -> &'static Moto {
+        static MOTO: OnceLock<Result<Moto, String>> = OnceLock::new();
+        match MOTO.get_or_init(Moto::start) {
+            Ok(moto) => moto,
+            Err(why) => panic!("{why}"),
+        }
+    }
+
     pub fn endpoint(&self) -> String {
         self.endpoint.clone()
     }
