@@ -1,11 +1,11 @@
-# Fuzzing (fuzz/README.md).
+# Fuzzing (shared/fuzz/README.md).
 #
 # make fuzz: the coverage-guided run, cargo-fuzz (libFuzzer) on the nightly toolchain, through
-# fuzz/run.sh. It builds the crate fuzz/ (outside the workspace) into its own target folder,
+# shared/fuzz/run.sh. It builds the crate shared/fuzz/ (outside the workspace) into its own target folder,
 # FUZZ_TARGET_DIR, so that the nightly, instrumented build never touches the workspace's; runs
 # every target for FUZZ_SECONDS, FUZZ_JOBS at a time (a 2-core machine: two targets at once, so
 # the default 480 s gives each at least 1,000,000 executions); keeps a minimized corpus in
-# fuzz/corpus/<target>/; prints one line per target (executions, libFuzzer's cov and ft at the
+# shared/fuzz/corpus/<target>/; prints one line per target (executions, libFuzzer's cov and ft at the
 # end, corpus size, crashes). cargo-fuzz is installed when missing; without a nightly it tries
 # stable with RUSTC_BOOTSTRAP=1, and skips, saying so, when that does not build.
 #
@@ -31,7 +31,7 @@ FUZZ_TARGET     ?=
 .PHONY: fuzz fuzz-stable
 fuzz: openssl ## coverage-guided fuzzing (cargo-fuzz, nightly): every target for FUZZ_SECONDS (480)
 	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" FUZZ_JOBS=$(FUZZ_JOBS) \
-	  FUZZ_SANITIZER=$(FUZZ_SANITIZER) FUZZ_TARGET_DIR=$(FUZZ_TARGET_DIR) fuzz/run.sh
+	  FUZZ_SANITIZER=$(FUZZ_SANITIZER) FUZZ_TARGET_DIR=$(FUZZ_TARGET_DIR) shared/fuzz/run.sh
 
 fuzz-stable: openssl ## the proptest fuzz targets on stable, FUZZ_CASES (200000) cases each
 	@echo "==> fuzzing shared/tests/fuzz.rs: seeds, kept corpus, then $(FUZZ_CASES) generated cases per target"

@@ -1,4 +1,4 @@
-//! What fuzzing found (fuzz/README.md), one regression test each, on the stable toolchain.
+//! What fuzzing found (shared/fuzz/README.md), one regression test each, on the stable toolchain.
 //!
 //! - Events `lambda_http` cannot turn into a request (it panics, and a release build aborts on a
 //!   panic): an `X-Forwarded-Proto`, `Host` or path that make no URL, a query that makes no URI,

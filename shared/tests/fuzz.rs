@@ -1,5 +1,5 @@
 //! Fuzzing on the stable toolchain: proptest properties over the four ways untrusted bytes come in.
-//! The coverage-guided (cargo-fuzz) targets of `fuzz/` go further on nightly (`make fuzz`); these
+//! The coverage-guided (cargo-fuzz) targets of `shared/fuzz/` go further on nightly (`make fuzz`); these
 //! run in `make test`, and replay the seeds both share and the corpus libFuzzer keeps.
 //!
 //! | target | what is fed | what must hold |
@@ -8,9 +8,9 @@
 //! | `token_round_trip` | any user id, to `SessionToken::mint` then `parse` | a minted token parses back to its user, key and hash (ids of 1..=512 bytes) |
 //! | `jwt` | any string; the valid JWT with flipped, inserted, deleted bytes, swapped segments, random headers (alg, kid, jku, …); random claims signed every which way | no panic; nothing but the unmodified valid JWT, or claims the right key really signed and a model of the checks accepts, gets through |
 //! | `bodies` | any bytes, text and JSON as the body of session-create and cache-put, under every credential | no panic; the status and error code a model of the contract predicts, always in {200, 400, 401, 403, 413}; JSON with `success` and `error.code`; what cache-put stored reads back byte for byte |
-//! | `events` | the API Gateway events of `events/`, `fuzz/seeds/event/` and `fuzz/corpus/request/`, mutated as JSON and as bytes | `shared::lambda::serve` never panics: it refuses (400) exactly the events `lambda_http` panics on, and serves the rest through `shared::handle`: a known status, JSON, never a 5xx |
+//! | `events` | the API Gateway events of `events/`, `shared/fuzz/seeds/event/` and `shared/fuzz/corpus/request/`, mutated as JSON and as bytes | `shared::lambda::serve` never panics: it refuses (400) exactly the events `lambda_http` panics on, and serves the rest through `shared::handle`: a known status, JSON, never a 5xx |
 //!
-//! Every target first replays its seeds, `fuzz/seeds/<target>/` (see `fuzz/README.md`), then runs
+//! Every target first replays its seeds, `shared/fuzz/seeds/<target>/` (see `shared/fuzz/README.md`), then runs
 //! `FUZZ_CASES` generated cases (default 2000, so `make test` stays short; `make fuzz` runs many
 //! more). Generated cases start from the seeds too. `FUZZ_SEED` replays one run. Each target prints
 //! its executions, crashes (a failed property or a panic: must be 0) and a histogram of outcomes.
@@ -51,9 +51,9 @@ use support::keys::TestKeys;
 
 /// Generated cases per target when `FUZZ_CASES` is not set: a few seconds each.
 const DEFAULT_CASES: u32 = 2000;
-const SEEDS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/seeds");
+const SEEDS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/seeds");
 /// The corpus libFuzzer keeps for the cargo-fuzz targets (`make fuzz`).
-const LIBFUZZER_CORPUS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus");
+const LIBFUZZER_CORPUS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus");
 const EVENTS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../events");
 
 const ISSUER: &str = "https://clerk.fuzz.example";
@@ -131,12 +131,12 @@ impl Target {
             .or_default() += 1;
     }
 
-    /// The files of `fuzz/seeds/<dir>/`, sorted: (file name, bytes). There must be some.
+    /// The files of `shared/fuzz/seeds/<dir>/`, sorted: (file name, bytes). There must be some.
     fn corpus(&self, dir: &str) -> Vec<(String, Vec<u8>)> {
         files_of(&Path::new(SEEDS_DIR).join(dir))
     }
 
-    /// The files of libFuzzer's `fuzz/corpus/<target>/`, sorted: (file name, bytes); none
+    /// The files of libFuzzer's `shared/fuzz/corpus/<target>/`, sorted: (file name, bytes); none
     /// before the first `make fuzz`.
     fn libfuzzer_corpus(&self, target: &str) -> Vec<(String, Vec<u8>)> {
         let dir = Path::new(LIBFUZZER_CORPUS_DIR).join(target);
@@ -1547,7 +1547,7 @@ fn fuzz_request_bodies() {
                 body,
                 as_text,
             };
-            (format!("fuzz/corpus/cache_body/{name}"), case)
+            (format!("shared/fuzz/corpus/cache_body/{name}"), case)
         });
     target.replay(kept, |case| check_body(&target, &rig, case));
     let seeds: Vec<Vec<u8>> = corpus.into_iter().map(|(_, b)| b).collect();
@@ -1608,13 +1608,14 @@ fn event_seeds(target: &Target) -> Vec<EventSeed> {
             }
         }
     }
-    // fuzz/seeds/event/<function>--<case>.json
+    // shared/fuzz/seeds/event/<function>--<case>.json
     for (name, bytes) in target.corpus("event") {
         let function = name.split("--").next().unwrap_or_default();
-        let endpoint = Endpoint::from_function(function)
-            .unwrap_or_else(|| panic!("fuzz/seeds/event/{name}: not <function>--<case>.json"));
+        let endpoint = Endpoint::from_function(function).unwrap_or_else(|| {
+            panic!("shared/fuzz/seeds/event/{name}: not <function>--<case>.json")
+        });
         seeds.push(EventSeed {
-            name: format!("fuzz/seeds/event/{name}"),
+            name: format!("shared/fuzz/seeds/event/{name}"),
             endpoint,
             text: lossy(&bytes),
         });
@@ -1622,7 +1623,7 @@ fn event_seeds(target: &Target) -> Vec<EventSeed> {
     // What libFuzzer kept for the request target, sent where that target sends it.
     for (name, bytes) in target.libfuzzer_corpus("request") {
         seeds.push(EventSeed {
-            name: format!("fuzz/corpus/request/{name}"),
+            name: format!("shared/fuzz/corpus/request/{name}"),
             endpoint: endpoint_for(&bytes),
             text: lossy(&bytes),
         });
@@ -1746,7 +1747,7 @@ fn edit_json(value: &mut Value, edit: &JsonEdit) {
 }
 
 /// The endpoint the cargo-fuzz request target sends an input to: the one whose route the event
-/// names, else one picked by a hash of the input (fuzz/fuzz_targets/request.rs).
+/// names, else one picked by a hash of the input (shared/fuzz/fuzz_targets/request.rs).
 fn endpoint_for(bytes: &[u8]) -> Endpoint {
     let event: Value = serde_json::from_slice(bytes).unwrap_or_default();
     let (method, path) = if event.get("httpMethod").is_some() {

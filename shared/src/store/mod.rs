@@ -21,7 +21,7 @@ use crate::token::{SessionToken, UserKey};
 use std::fmt;
 
 /// The stores' record formats on their own: what each store writes and how it reads that back,
-/// for the fuzz targets (fuzz/README.md) to check each decoder against its encoder. No store
+/// for the fuzz targets (shared/fuzz/README.md) to check each decoder against its encoder. No store
 /// call goes through here.
 #[doc(hidden)]
 pub mod records {

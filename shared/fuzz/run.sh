@@ -86,7 +86,7 @@ run_one() {
     "$seconds" "$([ "${execs:-0}" -ge 1000000 ] || echo '  [under 1,000,000 executions]')" \
     >"$work/$t.line"
   if [ "$crashes" -ne 0 ]; then
-    { sed 's/^/    input: fuzz\//' <<<"$found"
+    { sed 's/^/    input: shared\/fuzz\//' <<<"$found"
       grep -A12 -m1 -E 'panicked at|ERROR: libFuzzer' "$work/$t.log" | sed 's/^/    /'
     } >>"$work/$t.line"
   fi

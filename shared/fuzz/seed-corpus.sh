@@ -5,7 +5,7 @@
 set -euo pipefail
 out=${1:?usage: seed-corpus.sh <out-dir>}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-events=$here/../events
+events=$here/../../events
 seeds=$here/seeds
 rm -rf "$out"
 mkdir -p "$out"/{request,token,jwt,records,cache_body}
