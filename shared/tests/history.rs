@@ -963,15 +963,8 @@ async fn no_trace(world: &World, users: &[Arc<UserRun>], forged_user: &str) -> V
     }
     if let Some((client, table)) = &world.table {
         // Every copy of the store epoch holds the same value (they move in one transaction).
-        let epochs: std::collections::BTreeSet<String> = client
-            .scan()
-            .table_name(table)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
+        let epochs: std::collections::BTreeSet<String> = support::stores::scan_table(client, table)
             .await
-            .unwrap_or_default()
             .iter()
             .filter(|item| {
                 item.get("pk")
