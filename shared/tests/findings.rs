@@ -182,6 +182,13 @@ async fn events_lambda_http_cannot_convert_are_refused_400_not_a_crash() {
             "{what}: {answer}"
         );
     }
+    // Refused before any handler: the cache-put with a body that is not base64 wrote nothing.
+    let user = shared::token::UserKey::for_user("user_events");
+    let cached = state
+        .store
+        .cache_get(&user, shared::session::now_unix())
+        .await;
+    assert_eq!(cached.unwrap(), None, "a refused event wrote to the store");
 }
 
 #[tokio::test]
