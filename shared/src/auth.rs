@@ -6,7 +6,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, RwLock};
 
@@ -37,8 +37,6 @@ pub enum VerifierError {
     NoKey,
     #[error("CLERK_JWT_KEY is not an RSA public key in PEM form: {0}")]
     BadPem(String),
-    #[error("cannot build the JWKS client: {0}")]
-    Client(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,7 +63,9 @@ enum Keys {
 
 struct JwksCache {
     url: String,
-    http: reqwest::Client,
+    /// Built at the first fetch, not at cold start: most functions never verify a JWT, and
+    /// building it loads the root certificates.
+    http: OnceLock<reqwest::Client>,
     /// Only ever replaced by a non-empty set: empty means no usable key was ever fetched.
     keys: RwLock<HashMap<String, Arc<DecodingKey>>>,
     /// When the last fetch was attempted, whatever its outcome; one fetch at a time.
@@ -81,10 +81,7 @@ impl Verifier {
             )),
             ClerkKey::JwksUrl(url) => Keys::Jwks(Arc::new(JwksCache {
                 url: url.clone(),
-                http: reqwest::Client::builder()
-                    .timeout(JWKS_TIMEOUT)
-                    .build()
-                    .map_err(|e| VerifierError::Client(e.to_string()))?,
+                http: OnceLock::new(),
                 keys: RwLock::new(HashMap::new()),
                 fetched_at: Mutex::new(None),
             })),
@@ -194,8 +191,14 @@ impl JwksCache {
     async fn fetch(&self) -> Result<HashMap<String, Arc<DecodingKey>>, AuthError> {
         let unavailable =
             |e: reqwest::Error| AuthError::KeysUnavailable(e.without_url().to_string());
-        let set: JwkSet = self
-            .http
+        let http = match self.http.get() {
+            Some(http) => http,
+            None => {
+                let built = jwks_client().map_err(unavailable)?;
+                self.http.get_or_init(|| built)
+            }
+        };
+        let set: JwkSet = http
             .get(&self.url)
             .send()
             .await
@@ -222,6 +225,14 @@ impl JwksCache {
         );
         Ok(keys)
     }
+}
+
+/// The HTTPS client of the JWKS fetch, on aws-lc-rs like every other TLS connection here.
+fn jwks_client() -> Result<reqwest::Client, reqwest::Error> {
+    // reqwest built without a provider of its own takes the process default; aws-lc-rs is the
+    // only one compiled in. Installing it again is refused, harmlessly.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::builder().timeout(JWKS_TIMEOUT).build()
 }
 
 fn invalid(e: jsonwebtoken::errors::Error) -> AuthError {

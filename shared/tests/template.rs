@@ -1348,3 +1348,29 @@ fn nothing_refers_outside_the_repository() {
         found.join("\n")
     );
 }
+
+/// One crypto provider for the whole graph: aws-lc-rs (the SDK's TLS, rustls for redis and
+/// reqwest, jsonwebtoken's RS256). `ring` and RustCrypto's `rsa` (RUSTSEC-2023-0071, flagged by
+/// every audit) must not come back through a feature default, nor the SSO clients aws-config
+/// pulls in with its `sso` feature. Cargo.lock keeps `ring` as an optional dependency that no
+/// feature turns on, so it is `cargo tree` that says what is compiled.
+#[test]
+fn one_crypto_provider_and_no_unused_credential_providers() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    for package in ["aws-lc-rs", "ring", "rsa", "aws-sdk-sso", "aws-sdk-ssooidc"] {
+        let out = std::process::Command::new(env!("CARGO"))
+            .current_dir(root)
+            .args(["tree", "--offline", "--locked", "--workspace", "--target", "all"])
+            .args(["--edges", "normal,build,dev", "--prefix", "none", "--invert", package])
+            .output()
+            .expect("cargo tree runs");
+        let tree = String::from_utf8_lossy(&out.stdout);
+        let compiled = out.status.success() && !tree.trim().is_empty();
+        assert_eq!(
+            compiled,
+            package == "aws-lc-rs",
+            "`cargo tree -i {package} --target all`:\n{tree}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
