@@ -235,7 +235,7 @@ async fn measure(ctx: &Ctx, moto: Result<&Moto, &String>) -> Result<Vec<Row>, St
         format!(
             "validate **{:.1} µs** per call = JSON log line {:.1} + EMF line {:.1} + the rest {:.1} \
              (token parsing and hashing, lookup, JSON answer, CORS); refresh {:.1} µs; create {:.1} µs \
-             (verifying one RS256 JWT, measured on its own: {:.1} µs, jsonwebtoken on rust_crypto). \
+             (verifying one RS256 JWT, measured on its own: {:.1} µs, jsonwebtoken on its aws_lc_rs backend). \
              Not in any figure above: deserializing the API Gateway event, the Lambda runtime's work, \
              {:.1} µs",
             costs.validate,
@@ -663,7 +663,7 @@ pub struct Costs {
     parse: f64,
     refresh: f64,
     create: f64,
-    /// Verifying one RS256 JWT with jsonwebtoken (rust_crypto), as create does.
+    /// Verifying one RS256 JWT with jsonwebtoken (its aws_lc_rs backend), as create does.
     jwt: f64,
 }
 
