@@ -161,6 +161,8 @@ fn main() {
     // SAFETY: no other thread exists yet.
     unsafe { std::env::set_var("AWS_LAMBDA_LOG_FORMAT", "JSON") };
     let mut report = real_stdout_aside();
+    // reqwest (parts 3 and 5) is built without a crypto provider of its own.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     shared::lambda::init_logging();
     procs::install_guard(args.limit);
     let runtime = tokio::runtime::Builder::new_multi_thread()
