@@ -2,18 +2,26 @@
 //! run, printed as one table and written to BENCHMARKS.md (see `mk/bench.mk`).
 //!
 //! ```text
-//! bench [--root DIR] [--target-dir DIR] [--validate-bin FILE] [--out FILE] [--command TEXT] [--parts 1,2,3,4,5]
-//!       [--scale F] [--rounds N] [--limit-minutes N]
+//! bench [--root DIR] [--target-dir DIR] [--validate-bin FILE] [--hello-bin FILE] [--out FILE]
+//!       [--command TEXT] [--parts 1,2,3,4,5,6,7] [--scale F] [--rounds N] [--limit-minutes N]
+//! bench callgrind-worker DIR OP PREPARE CALLS     (part 7 runs this under valgrind)
 //! ```
+//!
+//! Parts: 1 handler vs raw Redis, 2 round trips, 3 cold start (beside a hello-world), 4 memory,
+//! 5 end to end, 6 delayed network (every store behind a proxy that adds a network's round
+//! trip), 7 instructions per call (callgrind; skipped with a note when valgrind is missing).
 //!
 //! Every server it needs (redis-server, moto, cargo lambda watch) is started here on free loopback
 //! ports and stopped again, also on Ctrl-C and past the time limit.
 
+mod callgrind;
 mod cold_start;
+mod delay;
 mod dynamo;
 mod e2e;
 mod load;
 mod memory;
+mod network;
 mod procs;
 mod proxy;
 mod report;
@@ -36,6 +44,10 @@ pub const PART2: &str = "2 round trips";
 pub const PART3: &str = "3 cold start";
 pub const PART4: &str = "4 memory";
 pub const PART5: &str = "5 end to end";
+pub const PART6: &str = "6 delayed network";
+pub const PART7: &str = "7 instructions";
+/// Every part, the default of --parts.
+const ALL_PARTS: [u8; 7] = [1, 2, 3, 4, 5, 6, 7];
 
 /// Where the tools are.
 pub struct Tools {
@@ -45,6 +57,8 @@ pub struct Tools {
     pub cargo_lambda: PathBuf,
     pub wrk: PathBuf,
     pub validate_bin: PathBuf,
+    /// A hello-world `lambda_http` function (bench/src/bin/hello.rs), part 3's reference.
+    pub hello_bin: PathBuf,
     pub venv_bin: PathBuf,
 }
 
@@ -82,6 +96,7 @@ struct Args {
     root: PathBuf,
     target_dir: Option<PathBuf>,
     validate_bin: Option<PathBuf>,
+    hello_bin: Option<PathBuf>,
     out: Option<PathBuf>,
     command: String,
     parts: Vec<u8>,
@@ -98,9 +113,10 @@ fn args() -> Result<Args, String> {
             .to_path_buf(),
         target_dir: None,
         validate_bin: None,
+        hello_bin: None,
         out: None,
         command: std::env::args().collect::<Vec<_>>().join(" "),
-        parts: vec![1, 2, 3, 4, 5],
+        parts: ALL_PARTS.to_vec(),
         scale: 1.0,
         rounds: 5,
         limit: Duration::from_secs(30 * 60),
@@ -113,6 +129,7 @@ fn args() -> Result<Args, String> {
             "--target-dir" => args.target_dir = Some(value()?.into()),
             "--out" => args.out = Some(value()?.into()),
             "--validate-bin" => args.validate_bin = Some(value()?.into()),
+            "--hello-bin" => args.hello_bin = Some(value()?.into()),
             "--command" => args.command = value()?,
             "--parts" => {
                 args.parts = value()?
@@ -134,13 +151,17 @@ fn args() -> Result<Args, String> {
             }
             "-h" | "--help" => {
                 return Err(
-                    "usage: bench [--root DIR] [--target-dir DIR] [--validate-bin FILE] [--out FILE] [--command TEXT] \
-                     [--parts 1,2,3,4,5] [--scale F] [--rounds N] [--limit-minutes N]"
+                    "usage: bench [--root DIR] [--target-dir DIR] [--validate-bin FILE] [--hello-bin FILE] \
+                     [--out FILE] [--command TEXT] [--parts 1,2,3,4,5,6,7] [--scale F] [--rounds N] \
+                     [--limit-minutes N]"
                         .into(),
                 );
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
+    }
+    if let Some(bad) = args.parts.iter().find(|p| !ALL_PARTS.contains(p)) {
+        return Err(format!("--parts: there is no part {bad} (1 to 7)"));
     }
     if args.rounds == 0 || args.scale <= 0.0 {
         return Err("--rounds and --scale must be above zero".into());
@@ -149,6 +170,10 @@ fn args() -> Result<Args, String> {
 }
 
 fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("callgrind-worker") {
+        std::process::exit(callgrind::worker(&argv[1..]));
+    }
     let args = match args() {
         Ok(args) => args,
         Err(why) => {
@@ -210,6 +235,9 @@ async fn bench(args: &Args) -> Result<String, String> {
     if let Some(bin) = &args.validate_bin {
         tools.validate_bin = bin.clone();
     }
+    if let Some(bin) = &args.hello_bin {
+        tools.hello_bin = bin.clone();
+    }
     let scratch = Scratch::new(&target_dir.join("tmp")).map_err(|e| format!("scratch dir: {e}"))?;
     eprintln!("bench: making a key pair (openssl), loading events/");
     let keys = Keys::generate()?;
@@ -228,7 +256,7 @@ async fn bench(args: &Args) -> Result<String, String> {
     let wants = |part| args.parts.contains(&part);
 
     // moto first, so that its start (seconds of Python imports) disturbs no measurement.
-    let moto = if wants(1) || wants(2) || wants(3) {
+    let moto = if wants(1) || wants(2) || wants(3) || wants(6) {
         eprintln!("bench: starting moto_server");
         Moto::start(&ctx.tools.moto_server, &ctx.scratch.0)
     } else {
@@ -248,6 +276,10 @@ async fn bench(args: &Args) -> Result<String, String> {
         eprintln!("bench: part 3: cold start");
         rows.extend(cold_start::run(&ctx, moto.as_ref()).await);
     }
+    if wants(6) {
+        eprintln!("bench: part 6: delayed network");
+        rows.extend(network::run(&ctx, moto.as_ref()).await);
+    }
     if wants(4) {
         eprintln!("bench: part 4: memory");
         rows.extend(memory::run(&ctx).await);
@@ -256,6 +288,10 @@ async fn bench(args: &Args) -> Result<String, String> {
     if wants(5) {
         eprintln!("bench: part 5: end to end through cargo lambda watch");
         rows.extend(e2e::run(&ctx).await);
+    }
+    if wants(7) {
+        eprintln!("bench: part 7: instructions per call (callgrind)");
+        rows.extend(callgrind::run(&ctx).await);
     }
 
     let misses = rows
@@ -276,7 +312,7 @@ async fn bench(args: &Args) -> Result<String, String> {
          {notes}",
         command = args.command,
         date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
-        parts = if args.parts.len() < 5 {
+        parts = if !ALL_PARTS.iter().all(|p| args.parts.contains(p)) {
             format!(" (parts {:?} only)", args.parts)
         } else {
             String::new()
@@ -326,6 +362,7 @@ fn find_tools(root: &Path, target_dir: &Path) -> Result<Tools, String> {
         moto_server: from_env_or("MOTO_SERVER", "moto_server")?,
         cargo_lambda: from_env_or("CARGO_LAMBDA", "cargo-lambda")?,
         validate_bin: target_dir.join("release/session-validate"),
+        hello_bin: target_dir.join("release/bench-hello"),
         venv_bin,
     })
 }
@@ -380,7 +417,7 @@ fn notes(ctx: &Ctx) -> String {
          redis-server alike (nothing is pinned). In Lambda one instance serves one request at a \
          time, so concurrency 1 is the deployed case; there the loopback round trip is about \
          25 µs, so the handler's microseconds weigh far more than they would against a network \
-         round trip to ElastiCache (a few hundred µs, not measured here).\n\
+         round trip to ElastiCache (a few hundred µs: part 6 puts one in).\n\
          2. One call at a time through the handler, each for a user of its own. Redis: a counting \
          proxy between the store and redis-server counts what goes on the wire (a round trip is the \
          client speaking again after an answer), `INFO commandstats` deltas what the server executed \
@@ -388,14 +425,59 @@ fn notes(ctx: &Ctx) -> String {
          (`read_before_transmit`, so retries would count) against moto.\n\
          3. `cargo lambda watch --only-lambda-apis` as the runtime API; the release `session-validate` \
          binary ({bin}) is spawned with the runtime's variables after its invocation (validate with a \
-         live session token) is queued; time from spawn to the emulator returning the answer. One \
-         unmeasured run first (page cache), then {runs} runs, a new process each.\n\
+         live session token) is queued; time from spawn to the emulator returning the answer. The \
+         same for `bench-hello` ({hello}), a `lambda_http` function that answers \"hello\" and \
+         does nothing else, built by `make bench` with the same release profile: the runtime's own \
+         cold start, which no function on it can beat. The cases take turns (run i of each, back to \
+         back); \"over hello\" is the median of each run's difference to the hello run just before \
+         it. One unmeasured round first (page cache), then {runs} runs of each, a new process each.\n\
          4. `used_memory` before and after `Store::create` of the sessions (64 in flight), the create \
          script loaded beforehand; a fresh redis-server (7.x defaults) per variant.\n\
          5. `cargo lambda watch --release` with the router of Cargo.toml, one instance per function \
-         (watch's default), wrk with one thread, keep-alive connections, a live session token.\n",
+         (watch's default), wrk with one thread, keep-alive connections, a live session token.\n\
+         6. The stores behind a network's round trip instead of loopback's (its first row gives both): \
+         each store is reached through a TCP proxy of the bench (bench/src/delay.rs) that hands \
+         each chunk the server sends back to the client {delay} µs after it read it. It is a delay \
+         line, not stop-and-wait: pipelined replies stay pipelined, and a chunk waits behind an \
+         earlier one only for ordering; requests go through at once, so a request and its answer \
+         take the whole added delay on the way back. The kernel has no netem qdisc, so the delay \
+         lives in the bench: per connection one OS thread sleeps until each chunk's due instant \
+         (`clock_nanosleep`, absolute, CLOCK_MONOTONIC, 1 ns timer slack; no tokio timer, no \
+         spinning), with SCHED_FIFO where permitted; the first row gives the round trip achieved \
+         (PING through the proxy) and how late the sleeps woke. Everything is one call at a time, \
+         as one Lambda instance serves requests, through `shared::handle` on requests deserialized \
+         beforehand. validate vs raw: `redis-benchmark -c 1 -t get` through the same proxy (a C \
+         client, one connection; its GET reads a value the size of a session record), then the \
+         handler over a `RedisStore` through the proxy, in {rounds6} interleaved rounds; a ratio is \
+         the median of the rounds' ratios of ops/s; a plain GET of redis-rs, the store's client, is \
+         given beside it. Latencies: Redis alone (a `RedisStore`), DynamoDB alone (a `DynamoStore` \
+         on moto, its endpoint URL at the proxy), and both (Redis in front of DynamoDB, a redis-server \
+         of its own, each store through its proxy); each round makes call i of the three modes back \
+         to back for each i, each call for a user of its own where the operation consumes its \
+         sessions (logout, logout-all with 3 sessions and a Clerk JWT), sessions seeded straight to \
+         the servers beforehand, and one unmeasured round first. p50 and p99 pool every round; \
+         \"both ÷ the slower alone\" is the median of the rounds' ratios of p50s. moto is a Python \
+         server on the same 2 cores: it answers in milliseconds, far slower than DynamoDB, and \
+         with a wide spread, so DynamoDB's figures and the ratios move between runs more than \
+         Redis' do; the added network delay is small beside moto's own time.\n\
+         7. `valgrind --tool=callgrind` on `bench callgrind-worker`: in-process calls through \
+         `shared::handle` over the memory store, one at a time on a current-thread runtime, JSON \
+         log and EMF lines written to /dev/null. Each operation runs twice with the same set-up \
+         (the same number of sessions seeded and requests deserialized), making its n calls, then \
+         none; (Ir of the first − Ir of the second) / n is one call's instructions. The JWTs of \
+         create are signed beforehand by the bench. Counts of user-space instructions: the \
+         kernel's work (writes to /dev/null) is not in them. Skipped, with a row that says so, \
+         where valgrind is not installed (`make bench-callgrind` installs it).\n",
         rounds = ctx.rounds,
+        rounds6 = ctx.rounds.max(5),
         runs = 20,
+        delay = network::DELAY.as_micros(),
+        hello = ctx
+            .tools
+            .hello_bin
+            .strip_prefix(&ctx.root)
+            .unwrap_or(&ctx.tools.hello_bin)
+            .display(),
         bin = ctx
             .tools
             .validate_bin

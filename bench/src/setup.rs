@@ -83,8 +83,13 @@ fn openssl(args: &[&str], stdin: Option<&str>) -> Result<String, String> {
 /// The service's configuration as deployed (every default), with the bench's key and the
 /// sample events' origin.
 pub fn config(keys: &Keys, extra: &[(&str, &str)]) -> Config {
+    config_with_key(&keys.public_pem, extra)
+}
+
+/// [`config`] with only the public half of the key (what a worker process gets).
+pub fn config_with_key(public_pem: &str, extra: &[(&str, &str)]) -> Config {
     let mut vars: HashMap<String, String> = HashMap::from([
-        ("CLERK_JWT_KEY".into(), keys.public_pem.clone()),
+        ("CLERK_JWT_KEY".into(), public_pem.to_owned()),
         ("ALLOWED_ORIGINS".into(), ORIGIN.into()),
     ]);
     for (name, value) in extra {
@@ -101,6 +106,9 @@ pub struct Events {
     pub logout: String,
     pub logout_all_token: String,
     pub logout_all_jwt: String,
+    /// Of user `user_events` (the user its path names).
+    pub cache_get: String,
+    pub cache_put: String,
 }
 
 impl Events {
@@ -116,6 +124,8 @@ impl Events {
             logout: read("session-logout/200-logout.json")?,
             logout_all_token: read("session-logout-all/200-session-token.json")?,
             logout_all_jwt: read("session-logout-all/200-jwt.json")?,
+            cache_get: read("cache-get/200-hit.json")?,
+            cache_put: read("cache-put/200-put.json")?,
         })
     }
 }
