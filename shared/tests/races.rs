@@ -9,6 +9,8 @@ mod support;
 use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept};
 use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemInput;
+use aws_sdk_dynamodb::operation::put_item::PutItemInput;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemInput;
 use shared::hooks;
 use shared::session::{Lifetimes, Session, now_unix};
 use shared::token::UserKey;
@@ -51,19 +53,23 @@ async fn a_create_racing_logout_all_does_not_bring_the_session_back() {
     let user = unique("user");
     let (token, session) = session_of(&user);
 
-    // A's create has written the record and not yet Redis; B's logout-all runs in between.
-    let mut gate = hooks::arm("tiered.create.recorded", &user);
+    // A's create has written the record, and its Redis write (sent beside it) has not landed;
+    // B's logout-all runs in between.
+    let mut recorded = hooks::arm("tiered.create.recorded", &user);
+    let mut caching = hooks::arm("tiered.create.caching", &user);
     let create = tokio::spawn({
         let (a, token, session) = (a.clone(), token.clone(), session.clone());
         async move { a.create(&token, &session).await }
     });
-    gate.reached().await;
+    recorded.reached().await;
+    caching.reached().await;
     let revoked = b
         .delete_user(&UserKey::for_user(&user), now_unix())
         .await
         .unwrap();
     assert_eq!(revoked, 1, "logout-all saw the new session in the record");
-    gate.release();
+    caching.release();
+    recorded.release();
     create.await.unwrap().unwrap();
 
     assert_eq!(fleet.record().get(&token, now_unix()).await.unwrap(), None);
@@ -76,6 +82,188 @@ async fn a_create_racing_logout_all_does_not_bring_the_session_back() {
     assert_eq!(b.refresh(&token, now_unix()).await.unwrap(), None);
 }
 
+/// The other order, which sending both writes together makes possible: A's Redis write lands,
+/// then B's logout-all queries the record before A's record write lands. The logout-all did not
+/// see the session, so it comes first in the only order the record allows: the session is live,
+/// served from the record (B's marker keeps it out of Redis).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_redis_write_lands_first_outlives_a_logout_all_that_missed_it() {
+    let fleet = Fleet::start().await;
+    let (a, b) = (fleet.container().await, fleet.container().await);
+    let user = unique("user");
+    let (token, session) = session_of(&user);
+
+    let mut recording = hooks::arm("tiered.create.recording", &user);
+    let mut cached = hooks::arm("tiered.create.cached", &user);
+    let create = tokio::spawn({
+        let (a, token, session) = (a.clone(), token.clone(), session.clone());
+        async move { a.create(&token, &session).await }
+    });
+    recording.reached().await;
+    cached.reached().await;
+    let revoked = b
+        .delete_user(&UserKey::for_user(&user), now_unix())
+        .await
+        .unwrap();
+    assert_eq!(
+        revoked, 0,
+        "logout-all ran before the record held the session"
+    );
+    recording.release();
+    cached.release();
+    create.await.unwrap().unwrap();
+
+    assert!(
+        fleet
+            .record()
+            .get(&token, now_unix())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let fresh = fleet.container().await;
+    assert_eq!(
+        accepted_anywhere(&token, &[&a, &b, &fresh]).await.len(),
+        6,
+        "a session the record holds was refused"
+    );
+    // And the next logout-all ends it everywhere.
+    b.delete_user(&UserKey::for_user(&user), now_unix())
+        .await
+        .unwrap();
+    assert_eq!(
+        accepted_anywhere(&token, &[&a, &b, &fresh]).await,
+        Vec::<String>::new()
+    );
+}
+
+/// A create whose record write failed, while its Redis write (sent beside it) landed: Redis must
+/// not go on serving a session the record may not hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_the_record_refused_is_not_served_from_redis() {
+    let fleet = Fleet::start().await;
+    let a = fleet.container_over(failing(&fleet, Call::PutItem)).await;
+    let fresh = fleet.container().await;
+    let user = unique("user");
+    let (token, session) = session_of(&user);
+
+    let mut recorded = hooks::arm("tiered.create.recorded", &user);
+    let mut cached = hooks::arm("tiered.create.cached", &user);
+    let create = tokio::spawn({
+        let (a, token, session) = (a.clone(), token.clone(), session.clone());
+        async move { a.create(&token, &session).await }
+    });
+    recorded.reached().await;
+    cached.reached().await;
+    assert!(
+        fresh.get(&token, now_unix()).await.unwrap().is_some(),
+        "Redis holds the session while the create is in flight"
+    );
+    recorded.release();
+    cached.release();
+    assert!(create.await.unwrap().is_err(), "the record refused it");
+
+    assert_eq!(fleet.record().get(&token, now_unix()).await.unwrap(), None);
+    assert_eq!(
+        accepted_anywhere(&token, &[&a, &fresh]).await,
+        Vec::<String>::new(),
+        "a session the record never held is served from Redis"
+    );
+}
+
+/// A session created by a container whose clock is ahead: logout-all's marker, at the time of
+/// the request, does not cover it, and a read-repair that read the record before the delete
+/// lands between the record's delete and the second marker call, which must follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_all_ends_a_session_created_after_its_own_clock() {
+    let fleet = Fleet::start().await;
+    let (a, b) = (fleet.container().await, fleet.container().await);
+    let user = unique("user");
+    let token = SessionToken::mint(&user);
+    let ahead = Session::new(&user, false, None, LIFETIMES, now_unix() + 30);
+    a.create(&token, &ahead).await.unwrap();
+    fleet.redis.flush();
+
+    let mut read_gate = hooks::arm("tiered.get.recorded", &user);
+    let read = tokio::spawn({
+        let (a, token) = (a.clone(), token.clone());
+        async move { a.get(&token, now_unix()).await }
+    });
+    read_gate.reached().await;
+    let mut logout_gate = hooks::arm("tiered.delete_user.recorded", &user);
+    let logout_all = tokio::spawn({
+        let (b, user) = (b.clone(), user.clone());
+        async move { b.delete_user(&UserKey::for_user(&user), now_unix()).await }
+    });
+    logout_gate.reached().await;
+    read_gate.release();
+    assert!(read.await.unwrap().unwrap().is_some(), "the read ran first");
+    let fresh = fleet.container().await;
+    assert!(
+        fresh.get(&token, now_unix()).await.unwrap().is_some(),
+        "the repair wrote the session back to Redis after the record dropped it"
+    );
+    logout_gate.release();
+    assert_eq!(logout_all.await.unwrap().unwrap(), 1);
+
+    assert_eq!(fleet.record().get(&token, now_unix()).await.unwrap(), None);
+    assert_eq!(
+        accepted_anywhere(&token, &[&a, &b, &fresh]).await,
+        Vec::<String>::new(),
+        "a session revoked by logout-all came back"
+    );
+}
+
+/// A refresh whose record update failed, while its slide of Redis's copy (sent beside it)
+/// landed: Redis must not keep a later expiry than the record's, which readers would trust.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_the_record_refused_leaves_redis_no_later_expiry() {
+    let fleet = Fleet::start().await;
+    let a = fleet
+        .container_over(failing(&fleet, Call::UpdateItem))
+        .await;
+    let b = fleet.container().await;
+    let user = unique("user");
+    let (token, session) = session_of(&user);
+    b.create(&token, &session).await.unwrap();
+
+    let later = now_unix() + 600;
+    let mut recorded = hooks::arm("tiered.refresh.recorded", &user);
+    let mut slid = hooks::arm("tiered.refresh.slid", &user);
+    let refresh = tokio::spawn({
+        let (a, token) = (a.clone(), token.clone());
+        async move { a.refresh(&token, later).await }
+    });
+    recorded.reached().await;
+    slid.reached().await;
+    let served = b.get(&token, now_unix()).await.unwrap().unwrap();
+    assert!(
+        served.expires_at > session.expires_at,
+        "Redis slid while the record's update was in flight"
+    );
+    slid.release();
+    recorded.release();
+    assert!(refresh.await.unwrap().is_err(), "the record refused it");
+
+    let record = fleet
+        .record()
+        .get(&token, now_unix())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.expires_at, session.expires_at);
+    let fresh = fleet.container().await;
+    for store in [&a, &b, &fresh] {
+        for _ in 0..2 {
+            let served = store.get(&token, now_unix()).await.unwrap().unwrap();
+            assert_eq!(
+                served.expires_at, record.expires_at,
+                "a later expiry than the record's"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refresh_racing_logout_all_does_not_bring_the_session_back() {
     let fleet = Fleet::start().await;
@@ -84,16 +272,21 @@ async fn a_refresh_racing_logout_all_does_not_bring_the_session_back() {
     let (token, session) = session_of(&user);
     a.create(&token, &session).await.unwrap();
 
-    let mut gate = hooks::arm("tiered.refresh.recorded", &user);
+    // A's refresh has updated the record, and its slide of Redis's copy (sent beside it) has
+    // not landed; B's logout-all runs in between.
+    let mut recorded = hooks::arm("tiered.refresh.recorded", &user);
+    let mut sliding = hooks::arm("tiered.refresh.sliding", &user);
     let refresh = tokio::spawn({
         let (a, token) = (a.clone(), token.clone());
         async move { a.refresh(&token, now_unix()).await }
     });
-    gate.reached().await;
+    recorded.reached().await;
+    sliding.reached().await;
     b.delete_user(&UserKey::for_user(&user), now_unix())
         .await
         .unwrap();
-    gate.release();
+    sliding.release();
+    recorded.release();
     assert!(
         refresh.await.unwrap().unwrap().is_some(),
         "the refresh ran first"
@@ -150,19 +343,22 @@ async fn a_create_stamps_the_epoch_read_before_its_record_write() {
     let user = unique("user");
     let (token, session) = session_of(&user);
 
-    let mut gate = hooks::arm("tiered.create.recorded", &user);
+    let mut recorded = hooks::arm("tiered.create.recorded", &user);
+    let mut caching = hooks::arm("tiered.create.caching", &user);
     let create = tokio::spawn({
         let (a, token, session) = (a.clone(), token.clone(), session.clone());
         async move { a.create(&token, &session).await }
     });
-    gate.reached().await;
+    recorded.reached().await;
+    caching.reached().await;
     assert_eq!(
         b.delete_user(&UserKey::for_user(&user), now_unix())
             .await
             .unwrap(),
         1
     );
-    gate.release();
+    caching.release();
+    recorded.release();
     create.await.unwrap().unwrap();
 
     let fresh = fleet.container().await;
@@ -201,6 +397,52 @@ async fn a_read_repair_stamps_the_epoch_read_before_its_record_read() {
         accepted_anywhere(&token, &[&a, &fresh]).await,
         Vec::<String>::new()
     );
+}
+
+/// The DynamoDB calls a [`FailCalls`] fails.
+#[derive(Debug, Clone, Copy)]
+enum Call {
+    PutItem,
+    UpdateItem,
+}
+
+/// Fails every DynamoDB call of one kind, before it is sent.
+#[derive(Debug)]
+struct FailCalls {
+    call: Call,
+}
+
+impl Intercept for FailCalls {
+    fn name(&self) -> &'static str {
+        "FailCalls"
+    }
+
+    fn read_before_execution(
+        &self,
+        context: &BeforeSerializationInterceptorContextRef<'_>,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let input = context.input();
+        let matches = match self.call {
+            Call::PutItem => input.downcast_ref::<PutItemInput>().is_some(),
+            Call::UpdateItem => input.downcast_ref::<UpdateItemInput>().is_some(),
+        };
+        if matches {
+            return Err("injected: DynamoDB failed this call".into());
+        }
+        Ok(())
+    }
+}
+
+/// A client of the fleet's table whose calls of one kind fail.
+fn failing(fleet: &Fleet, call: Call) -> aws_sdk_dynamodb::Client {
+    let config = fleet
+        .client
+        .config()
+        .to_builder()
+        .interceptor(FailCalls { call })
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
 }
 
 /// Fails the `n`th BatchWriteItem a client sends (counting from 1), as a throttled or failing

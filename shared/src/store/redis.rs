@@ -46,8 +46,6 @@ pub(super) enum Expect<'a> {
     Absent,
     /// The record as read before (compare-and-set).
     Exactly(&'a str),
-    /// Anything but a tombstone.
-    Anything,
 }
 
 /// What a user's hash holds for one token.
@@ -157,17 +155,14 @@ return 1
     )
 });
 
-/// With Redis in front of DynamoDB: a session the record just stored, and tombstones for the
-/// sessions the record evicted to make room (the record decides the cap, so both stores evict
-/// the same). The session is written only if [`writable`](LUA_PRELUDE); the tombstones always.
-/// KEYS[1] the user's hash; ARGV: field, record, now, expiry, not_after, created, evicted fields…,
-/// grace.
+/// With Redis in front of DynamoDB: a session the record is storing (sent beside the record's
+/// write, see `tiered.rs`), written only if [`writable`](LUA_PRELUDE).
+/// KEYS[1] the user's hash; ARGV: field, record, now, expiry, not_after, created, grace.
 static PUT_NEW: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local key, field, now, expiry = KEYS[1], ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
 sweep(key, now)
-for i = 7, #ARGV - 1 do redis.call('HSET', key, ARGV[i], 'revoked|' .. CLOCK) end
 local written = 0
 if writable(key, field, tonumber(ARGV[6]), tonumber(ARGV[5])) then
   redis.call('HSET', key, field, ARGV[2])
@@ -175,6 +170,48 @@ if writable(key, field, tonumber(ARGV[6]), tonumber(ARGV[5])) then
 end
 keep_alive(key, written == 1 and expiry or nil)
 return written
+",
+    )
+});
+
+/// With Redis in front of DynamoDB: tombstones for the sessions the record evicted past the cap
+/// (the record decides the cap, so both stores evict the same).
+/// KEYS[1] the user's hash; ARGV: fields…, grace.
+static TOMBSTONES: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local key = KEYS[1]
+for i = 1, #ARGV - 1 do redis.call('HSET', key, ARGV[i], 'revoked|' .. CLOCK) end
+keep_alive(key, nil)
+return 1
+",
+    )
+});
+
+/// With Redis in front of DynamoDB: slides the expiry of a session Redis holds, in place, beside
+/// the record's conditional update (see `tiered.rs`). Never makes an entry, never touches a
+/// tombstone or a session a marker fences, keeps the epoch the entry was written under (its
+/// content is Redis's own, not read from the record) and computes the expiry exactly as the
+/// record does, so that Redis never holds a later one. Returns 1 if it slid.
+/// KEYS[1] the user's hash; ARGV: field, now, not_after, grace.
+static SLIDE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local key, field, now = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local v = redis.call('HGET', key, field)
+if not v or tombstone_time(v) then return 0 end
+local created, e, a, idle, rest = string.match(v, '^(%d+)|(%d+)|(%d+)|(%d+)|([01])|%d+|')
+if not created then return redis.error_reply('ERR corrupt session record') end
+a = tonumber(a)
+if math.min(tonumber(e), a) <= now then return 0 end
+if not writable(key, field, tonumber(created), tonumber(ARGV[3])) then return 0 end
+local expiry = math.min(now + tonumber(idle), a)
+local tail = string.sub(v, string.len(string.match(v, '^%d+|%d+|%d+|%d+|[01]|%d+|')) + 1)
+local record = table.concat({created, string.format('%d', expiry), string.format('%d', a), idle, rest,
+  string.format('%d', now), tail}, '|')
+redis.call('HSET', key, field, record)
+keep_alive(key, expiry)
+return 1
 ",
     )
 });
@@ -202,15 +239,15 @@ return record
     )
 });
 
-/// Writes a session read back from the record (a read-repair, a refresh) if it is
-/// [`writable`](LUA_PRELUDE) and the field still holds `expected` (empty: absent; `*`: anything).
+/// Writes a session read back from the record (a read-repair) if it is
+/// [`writable`](LUA_PRELUDE) and the field still holds `expected` (empty: absent).
 /// KEYS[1] the user's hash; ARGV: field, record, now, expiry, expected, created, not_after, grace.
 static PUT_CHECKED: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local key, field, now = KEYS[1], ARGV[1], tonumber(ARGV[3])
 if not writable(key, field, tonumber(ARGV[6]), tonumber(ARGV[7])) then return 0 end
-if ARGV[5] ~= '*' and (redis.call('HGET', key, field) or '') ~= ARGV[5] then return 0 end
+if (redis.call('HGET', key, field) or '') ~= ARGV[5] then return 0 end
 redis.call('HSET', key, field, ARGV[2])
 keep_alive(key, tonumber(ARGV[4]))
 return 1
@@ -435,16 +472,14 @@ impl RedisStore {
             .await
     }
 
-    /// With Redis in front of DynamoDB: a session the record just stored, stamped with the
-    /// fence's epoch, and tombstones for the sessions the record evicted for it. `true` if the
-    /// session was written (a logout-all marker or the deadline may forbid it).
+    /// With Redis in front of DynamoDB: a session the record is storing, stamped with the
+    /// fence's epoch. `true` if written (a logout-all marker or the deadline may forbid it).
     pub(super) async fn put_new(
         &self,
         user: &UserKey,
         hash: &TokenHash,
         session: &Session,
         fence: Fence,
-        evicted: &[TokenHash],
     ) -> Result<bool, StoreError> {
         let mut invocation = PUT_NEW.key(sessions_key(user));
         invocation
@@ -453,15 +488,48 @@ impl RedisStore {
             .arg(crate::session::now_unix())
             .arg(session.expiry())
             .arg(fence.not_after)
-            .arg(session.created_at);
-        for gone in evicted {
-            invocation.arg(gone.as_bytes().as_slice());
-        }
-        invocation.arg(REVOCATION_GRACE_SECS);
+            .arg(session.created_at)
+            .arg(REVOCATION_GRACE_SECS);
         let written: u8 = self
             .run(|mut c| async move { invocation.invoke_async(&mut c).await })
             .await?;
         Ok(written == 1)
+    }
+
+    /// With Redis in front of DynamoDB: tombstones for the sessions the record evicted.
+    pub(super) async fn tombstone_evicted(
+        &self,
+        user: &UserKey,
+        evicted: &[TokenHash],
+    ) -> Result<(), StoreError> {
+        let mut invocation = TOMBSTONES.key(sessions_key(user));
+        for gone in evicted {
+            invocation.arg(gone.as_bytes().as_slice());
+        }
+        invocation.arg(REVOCATION_GRACE_SECS);
+        self.run(|mut c| async move { invocation.invoke_async::<()>(&mut c).await })
+            .await
+    }
+
+    /// With Redis in front of DynamoDB: slides the expiry of the session Redis holds, in place,
+    /// as a refresh at `now` would; `true` if it slid (see [`SLIDE`]).
+    pub(super) async fn slide(
+        &self,
+        user: &UserKey,
+        hash: &TokenHash,
+        now: i64,
+        not_after: i64,
+    ) -> Result<bool, StoreError> {
+        let mut invocation = SLIDE.key(sessions_key(user));
+        invocation
+            .arg(hash.as_bytes().as_slice())
+            .arg(now)
+            .arg(not_after)
+            .arg(REVOCATION_GRACE_SECS);
+        let slid: u8 = self
+            .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+            .await?;
+        Ok(slid == 1)
     }
 
     pub(super) async fn get(
@@ -530,7 +598,6 @@ impl RedisStore {
         let expected = match expected {
             Expect::Absent => "",
             Expect::Exactly(raw) => raw,
-            Expect::Anything => "*",
         };
         let mut invocation = PUT_CHECKED.key(sessions_key(user));
         invocation

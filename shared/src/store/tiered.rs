@@ -1,8 +1,10 @@
 //! Redis in front, DynamoDB behind: DynamoDB is the record, Redis the fast path. See
 //! `docs/both-stores.md` for the mechanism and the four invariants it keeps.
 //!
-//! - Every write goes to DynamoDB first, then to Redis; reads go to Redis and fall through to
-//!   DynamoDB on a miss, an error, an entry that looks lapsed, or an entry older than the epoch.
+//! - Create, refresh and logout-all send their writes to both stores together; logout goes to
+//!   DynamoDB first, then to Redis (`docs/both-stores.md`, "What overlaps", says why). Reads go
+//!   to Redis and fall through to DynamoDB on a miss, an error, an entry that looks lapsed, or an
+//!   entry older than the epoch.
 //! - A revocation (logout, logout-all, a cache write) that could not reach Redis bumps the store
 //!   epoch kept in DynamoDB; every container rereads the epoch at least every
 //!   `EPOCH_CHECK_INTERVAL_MS`, and every Redis entry carries the epoch it was written under.
@@ -243,6 +245,10 @@ impl TieredStore {
         self.bump_epoch().await
     }
 
+    /// The record's write and Redis's are sent together (see `docs/both-stores.md`, "What
+    /// overlaps"): one round trip of waiting, the slower store's, unless the record evicted
+    /// (a second Redis call tombstones what it evicted) or failed (Redis must then drop what it
+    /// was given). The fence is read before both, so that it precedes the record's write.
     pub(super) async fn create(
         &self,
         user: &UserKey,
@@ -250,23 +256,50 @@ impl TieredStore {
         session: &Session,
     ) -> Result<(), StoreError> {
         let fence = self.fence().await?;
-        let (evicted, recorded) = self.inner.dynamo.create_evicting(user, hash, session).await;
+        let record = async {
+            hook!("tiered.create.recording", user);
+            let outcome = self.inner.dynamo.create_evicting(user, hash, session).await;
+            hook!("tiered.create.recorded", user);
+            outcome
+        };
+        let cache = async {
+            let redis = self.redis().await?;
+            hook!("tiered.create.caching", user);
+            let written = redis.put_new(user, hash, session, fence).await;
+            hook!("tiered.create.cached", user);
+            Some(written)
+        };
+        let ((evicted, recorded), cached) = tokio::join!(record, cache);
+        if let Some(Err(e)) = &cached {
+            self.redis_failed(e);
+        }
         if recorded.is_err() && evicted.is_empty() {
+            // The record's write failed, and its answer may be what was lost: the record may or
+            // may not hold the session, so Redis must not serve it. A session Redis holds
+            // becomes a tombstone (reads then ask the record); a Redis write that failed may
+            // still land (a frozen server runs it on thawing), which only the epoch can tell:
+            // the entry carries the fence's epoch, read before the bump.
+            match cached {
+                None | Some(Ok(false)) => {}
+                Some(Ok(true)) => {
+                    self.revoke_in_redis(
+                        |redis| async move { redis.revoke(user, hash, true).await },
+                    )
+                    .await?
+                }
+                Some(Err(_)) => self.bump_epoch().await?,
+            }
             return recorded;
         }
-        hook!("tiered.create.recorded", user);
-        // The new session is stored (an eviction is only tried after it). It is only a miss if
-        // Redis does not get it; the evicted ones are revocations, which Redis must get or the
-        // epoch must tell, even when their delete failed or its answer was lost.
-        let mut written = false;
-        if let Some(redis) = self.redis().await {
-            match redis.put_new(user, hash, session, fence, &evicted).await {
-                Ok(_) => written = true,
-                Err(e) => self.redis_failed(&e),
-            }
-        }
-        if !written && !evicted.is_empty() {
-            self.bump_epoch().await?;
+        // The new session is stored (an eviction is only tried after it); if Redis missed it, it
+        // is only a miss. The evicted ones are revocations, which Redis must get or the epoch
+        // must tell, even when their delete failed or its answer was lost. Only now are they
+        // known: a second call, at the cap only.
+        if !evicted.is_empty() {
+            self.revoke_in_redis(
+                |redis| async move { redis.tombstone_evicted(user, &evicted).await },
+            )
+            .await?;
         }
         recorded
     }
@@ -336,31 +369,70 @@ impl TieredStore {
         }
     }
 
+    /// The record's conditional update and a slide of Redis's copy in place are sent together
+    /// (see `docs/both-stores.md`, "What overlaps"). The slide never makes an entry and keeps the
+    /// entry's epoch, and it computes the expiry as the record does; the record decides the
+    /// answer. Redis must never hold a later expiry than the record (readers trust Redis's), so
+    /// when the record's update failed while Redis slid, or may have, Redis's copy becomes a
+    /// tombstone, or the epoch moves on.
     pub(super) async fn refresh(
         &self,
         user: &UserKey,
         hash: &TokenHash,
         now: i64,
     ) -> Result<Option<Session>, StoreError> {
-        let fence = self.fence().await?;
-        let Some(session) = self.inner.dynamo.refresh(user, hash, now).await? else {
-            return Ok(None);
+        let record = async {
+            let outcome = self.inner.dynamo.refresh(user, hash, now).await;
+            hook!("tiered.refresh.recorded", user);
+            outcome
         };
-        hook!("tiered.refresh.recorded", user);
-        // Capped as every reader sees it (DynamoDB cannot take the minimum itself).
-        let session = Session {
-            expires_at: session.expiry(),
-            ..session
+        let cache = async {
+            let redis = self.redis().await?;
+            hook!("tiered.refresh.sliding", user);
+            let slid = redis
+                .slide(user, hash, now, now_unix() + WRITE_WINDOW_SECS)
+                .await;
+            hook!("tiered.refresh.slid", user);
+            Some(slid)
         };
-        // If Redis misses this, it holds an earlier expiry, which readers check in the record.
-        if let Some(redis) = self.redis().await
-            && let Err(e) = redis
-                .put_checked(user, hash, &session, fence, Expect::Anything)
-                .await
-        {
-            self.redis_failed(&e);
+        let (recorded, slid) = tokio::join!(record, cache);
+        if let Some(Err(e)) = &slid {
+            self.redis_failed(e);
         }
-        Ok(Some(session))
+        match recorded {
+            // Redis slid to the same expiry, or holds an earlier one (or none), which readers
+            // check in the record.
+            Ok(Some(session)) => Ok(Some(Session {
+                // Capped as every reader sees it (DynamoDB cannot take the minimum itself).
+                expires_at: session.expiry(),
+                ..session
+            })),
+            Ok(None) => {
+                // Gone from the record (or lapsed there) while Redis held it active: the
+                // revocation that removed it tells Redis itself, or bumps the epoch, and the
+                // slide kept the entry's epoch. Dropping Redis's copy now is only tidier.
+                if let Some(Ok(true)) = slid
+                    && let Some(redis) = self.redis().await
+                    && let Err(e) = redis.revoke(user, hash, true).await
+                {
+                    self.redis_failed(&e);
+                }
+                Ok(None)
+            }
+            Err(e) => {
+                // Not known whether the record slid: Redis's copy, if slid, may now be later
+                // than the record's. A slide that failed may still land, but never over a
+                // tombstone; with Redis unreachable, the epoch moves on.
+                if matches!(slid, Some(Ok(true) | Err(_))) {
+                    let _ = self
+                        .revoke_in_redis(
+                            |redis| async move { redis.revoke(user, hash, true).await },
+                        )
+                        .await;
+                }
+                Err(e)
+            }
+        }
     }
 
     pub(super) async fn delete(
@@ -368,6 +440,10 @@ impl TieredStore {
         user: &UserKey,
         hash: &TokenHash,
     ) -> Result<bool, StoreError> {
+        // Sequential, unlike the other writes (`docs/both-stores.md`, "What overlaps"): the
+        // tombstone must be written whether or not Redis holds the session, to stop a read-repair
+        // in flight that read the record before this delete; but a tombstone sent before the
+        // record confirmed the token would be a write by whoever holds a forged one.
         match self.inner.dynamo.delete(user, hash).await {
             Ok(true) => {}
             Ok(false) => {
@@ -401,21 +477,40 @@ impl TieredStore {
         Ok(true)
     }
 
+    /// The record's `Query` and deletes, and Redis's marker at the time of the request, are
+    /// sent together (see `docs/both-stores.md`, "What overlaps"). The marker drops every
+    /// session Redis holds and refuses every later write of one created at or before the
+    /// request; a session the record found that was created later (a clock ahead of ours, or a
+    /// create that began after this request) needs a second call, with the newest creation time
+    /// the record found, once the record dropped it.
     pub(super) async fn delete_user(&self, user: &UserKey, now: i64) -> Result<u64, StoreError> {
-        let (newest, deleted) = self.inner.dynamo.delete_user_fenced(user, now).await;
+        let record = self.inner.dynamo.delete_user_fenced(user, now);
+        let cache = async {
+            let redis = self.redis().await?;
+            hook!("tiered.delete_user.revoking", user);
+            Some(redis.revoke_user(user, now).await)
+        };
+        let ((newest, deleted), told) = tokio::join!(record, cache);
         hook!("tiered.delete_user.recorded", user);
+        let told = match told {
+            Some(Ok(())) => true,
+            Some(Err(e)) => {
+                self.redis_failed(&e);
+                false
+            }
+            None => false,
+        };
         // Whatever the record lost, even when it failed part-way, Redis must stop serving: every
-        // session it found was created at or before the fence. The caller is authenticated, so
-        // Redis is told even when the record held nothing (a retry after a revocation whose
+        // session it found was created at or before `newest`. The caller is authenticated, so
+        // Redis was told even when the record held nothing (a retry after a revocation whose
         // Redis write and bump both failed); the epoch is bumped only for what the record lost.
-        let fence = newest.unwrap_or(now).max(now);
-        if newest.is_some() {
-            self.revoke_in_redis(|redis| async move { redis.revoke_user(user, fence).await })
-                .await?;
-        } else if let Some(redis) = self.redis().await
-            && let Err(e) = redis.revoke_user(user, fence).await
-        {
-            self.redis_failed(&e);
+        match newest {
+            Some(newest) if !told || newest > now => {
+                let fence = newest.max(now);
+                self.revoke_in_redis(|redis| async move { redis.revoke_user(user, fence).await })
+                    .await?;
+            }
+            _ => {}
         }
         deleted
     }
