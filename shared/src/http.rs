@@ -81,14 +81,20 @@ pub fn path_parameter(req: &Request, name: &str, prefix: &str) -> Option<String>
 }
 
 /// A JSON response with `success` set from the status.
-pub fn json_response(status: StatusCode, mut body: Value) -> Response<Body> {
+pub fn json_response(status: StatusCode, body: Value) -> Response<Body> {
+    json_text_response(status, json_text(status, body))
+}
+
+/// `body` as JSON text, with `success` set from the status.
+pub fn json_text(status: StatusCode, mut body: Value) -> String {
     if let Value::Object(map) = &mut body {
         map.insert("success".into(), Value::Bool(status.is_success()));
     }
-    json_text_response(status, body.to_string())
+    body.to_string()
 }
 
-fn json_text_response(status: StatusCode, text: String) -> Response<Body> {
+/// A response with `text`, JSON, as its body.
+pub fn json_text_response(status: StatusCode, text: String) -> Response<Body> {
     let mut response = Response::new(Body::Text(text));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -106,6 +112,11 @@ pub fn json_response_with_raw(
     key: &str,
     raw: &str,
 ) -> Response<Body> {
+    json_text_response(status, json_text_with_raw(status, body, key, raw))
+}
+
+/// The text of [`json_response_with_raw`].
+pub fn json_text_with_raw(status: StatusCode, body: Value, key: &str, raw: &str) -> String {
     let mut members = match body {
         Value::Object(members) => members,
         _ => serde_json::Map::new(),
@@ -120,7 +131,7 @@ pub fn json_response_with_raw(
     text.push(':');
     text.push_str(raw);
     text.push('}');
-    json_text_response(status, text)
+    text
 }
 
 pub fn error_response(error: &ApiError, extra: Option<(&str, Value)>) -> Response<Body> {

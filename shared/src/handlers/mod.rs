@@ -15,7 +15,7 @@ use crate::state::State;
 use crate::token::SessionToken;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::time::Instant;
 
 /// The API, one Lambda function each.
@@ -94,9 +94,9 @@ pub async fn handle(state: &State, endpoint: Endpoint, req: Request) -> Response
             return Err(ApiError::method_not_allowed(endpoint.method().as_str()));
         }
         match endpoint {
-            Endpoint::SessionCreate => session::create(state, &req).await.map(Reply::from),
-            Endpoint::SessionValidate => session::validate(state, &req).await.map(Reply::from),
-            Endpoint::SessionRefresh => session::refresh(state, &req).await.map(Reply::from),
+            Endpoint::SessionCreate => session::create(state, &req).await,
+            Endpoint::SessionValidate => session::validate(state, &req).await,
+            Endpoint::SessionRefresh => session::refresh(state, &req).await,
             Endpoint::SessionLogout => session::logout(state, &req).await.map(Reply::from),
             Endpoint::SessionLogoutAll => session::logout_all(state, &req).await.map(Reply::from),
             Endpoint::SessionStats => stats::stats(state, &req).await.map(Reply::from),
@@ -124,30 +124,98 @@ pub fn refuse(state: &State, endpoint: Endpoint, req: &Request, error: ApiError)
     )
 }
 
-/// What a handler answers on success: a JSON object and, for cache-get, the stored JSON text to
-/// send as its `data` byte for byte (re-serializing it would turn an integer past 64 bits into
-/// a float, or change a decimal's digits).
-pub struct Reply {
-    body: Value,
-    raw_data: Option<String>,
+/// What a handler answers on success.
+pub enum Reply {
+    /// A JSON object; `success` is added to it.
+    Object(Value),
+    /// A JSON object with `data` set to stored JSON text, sent byte for byte (re-serializing it
+    /// would turn an integer past 64 bits into a float, or change a decimal's digits).
+    WithRawData(Value, String),
+    /// The whole answer, `success` included, serialized from a typed answer (the hot paths:
+    /// no JSON tree is built).
+    Text(String),
 }
 
 impl From<Value> for Reply {
     fn from(body: Value) -> Self {
-        Reply {
-            body,
-            raw_data: None,
-        }
+        Reply::Object(body)
     }
 }
 
 impl Reply {
     /// `body` with `data` set to `json`, valid JSON text, as it is.
     pub fn with_raw_data(body: Value, json: String) -> Self {
-        Reply {
-            body,
-            raw_data: Some(json),
+        Reply::WithRawData(body, json)
+    }
+}
+
+/// The answer of create, validate and refresh. Members in alphabetical order, as every other
+/// answer has them (serde_json's objects are sorted).
+#[derive(serde::Serialize)]
+pub(crate) struct SessionAnswer<'a> {
+    expires_at: Rfc3339,
+    expires_in: i64,
+    remember_me: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_token: Option<&'a str>,
+    success: bool,
+    user_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid: Option<bool>,
+}
+
+impl<'a> SessionAnswer<'a> {
+    /// `expires_at` and `expires_in` of a session, as every session answer carries them.
+    pub fn of(session: &'a Session, now: i64) -> Self {
+        SessionAnswer {
+            expires_at: Rfc3339(session.expiry()),
+            expires_in: (session.expiry() - now).max(0),
+            remember_me: session.remember_me,
+            session_token: None,
+            success: true,
+            user_id: &session.user_id,
+            valid: None,
         }
+    }
+}
+
+impl From<SessionAnswer<'_>> for Reply {
+    fn from(answer: SessionAnswer<'_>) -> Self {
+        // A struct of strings, numbers and booleans always serializes.
+        Reply::Text(serde_json::to_string(&answer).unwrap_or_default())
+    }
+}
+
+/// Unix seconds, serialized as RFC 3339 in UTC.
+pub(crate) struct Rfc3339(pub i64);
+
+impl serde::Serialize for Rfc3339 {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.formatted())
+    }
+}
+
+impl Rfc3339 {
+    /// As `to_rfc3339_opts(Secs, true)` writes it, without parsing a format or allocating.
+    fn formatted(&self) -> impl std::fmt::Display {
+        use chrono::format::{Fixed, Item, Numeric, Pad};
+        const RFC3339_SECONDS_Z: &[Item<'static>] = &[
+            Item::Numeric(Numeric::Year, Pad::Zero),
+            Item::Literal("-"),
+            Item::Numeric(Numeric::Month, Pad::Zero),
+            Item::Literal("-"),
+            Item::Numeric(Numeric::Day, Pad::Zero),
+            Item::Literal("T"),
+            Item::Numeric(Numeric::Hour, Pad::Zero),
+            Item::Literal(":"),
+            Item::Numeric(Numeric::Minute, Pad::Zero),
+            Item::Literal(":"),
+            Item::Numeric(Numeric::Second, Pad::Zero),
+            Item::Fixed(Fixed::TimezoneOffsetColonZ),
+        ];
+        chrono::DateTime::from_timestamp(self.0, 0)
+            .unwrap_or_default()
+            .format_with_items(RFC3339_SECONDS_Z.iter())
     }
 }
 
@@ -160,15 +228,10 @@ fn answer(
     started: Instant,
     store_use: crate::metrics::StoreReport,
 ) -> Response<Body> {
+    log(state, endpoint, &result, started);
+    let outcome = result.as_ref().map_or_else(|e| e.code, |_| "ok");
     let mut response = match &result {
-        Ok(Reply {
-            body,
-            raw_data: None,
-        }) => http::json_response(StatusCode::OK, body.clone()),
-        Ok(Reply {
-            body,
-            raw_data: Some(data),
-        }) => http::json_response_with_raw(StatusCode::OK, body.clone(), "data", data),
+        Ok(_) => http::json_text_response(StatusCode::OK, String::new()),
         Err(error) => {
             // The extension reads `valid` from every validate answer.
             let extra = (endpoint == Endpoint::SessionValidate
@@ -177,6 +240,15 @@ fn answer(
             http::error_response(error, extra)
         }
     };
+    if let Ok(reply) = result {
+        *response.body_mut() = Body::Text(match reply {
+            Reply::Object(body) => http::json_text(StatusCode::OK, body),
+            Reply::WithRawData(body, data) => {
+                http::json_text_with_raw(StatusCode::OK, body, "data", &data)
+            }
+            Reply::Text(text) => text,
+        });
+    }
     http::add_cors(response.headers_mut(), origin.as_deref());
     if response.status() == StatusCode::METHOD_NOT_ALLOWED
         && let Ok(allow) = endpoint.method().as_str().parse()
@@ -185,17 +257,19 @@ fn answer(
             .headers_mut()
             .insert(lambda_http::http::header::ALLOW, allow);
     }
-    log(state, endpoint, &result, started);
     let invocation = Invocation {
         operation: endpoint.function(),
-        outcome: result.as_ref().map_or_else(|e| e.code, |_| "ok"),
+        outcome,
         status: response.status().as_u16(),
         store: state.store.backend(),
         store_latency: store_use.latency,
         latency: started.elapsed(),
         fallback: store_use.fell_back,
     };
-    println!("{}", invocation.emf(chrono::Utc::now().timestamp_millis()));
+    let mut line = invocation.emf(chrono::Utc::now().timestamp_millis());
+    line.push('\n');
+    // One write for the whole line, as println! would make it, without its formatting.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), line.as_bytes());
     response
 }
 
@@ -285,17 +359,66 @@ pub(crate) async fn any_caller(state: &State, req: &Request, now: i64) -> Result
 
 /// Unix seconds as RFC 3339, UTC.
 pub(crate) fn rfc3339(unix: i64) -> String {
-    chrono::DateTime::from_timestamp(unix, 0)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    Rfc3339(unix).formatted().to_string()
 }
 
-/// `expires_at` and `expires_in` of a session, as every session answer carries them.
-pub(crate) fn expiry_fields(session: &Session, now: i64) -> Value {
-    json!({
-        "user_id": session.user_id,
-        "expires_at": rfc3339(session.expiry()),
-        "expires_in": (session.expiry() - now).max(0),
-        "remember_me": session.remember_me,
-    })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_is_chronos_own() {
+        for unix in [
+            0,
+            1,
+            59,
+            951_782_400,
+            1_764_600_000,
+            4_102_444_799,
+            253_402_300_799,
+        ] {
+            let chrono = chrono::DateTime::from_timestamp(unix, 0)
+                .unwrap()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            assert_eq!(rfc3339(unix), chrono);
+            assert_eq!(
+                serde_json::to_value(Rfc3339(unix)).unwrap(),
+                Value::String(chrono)
+            );
+        }
+    }
+
+    /// The typed answer is the object the handlers built before, member for member and in the
+    /// same order.
+    #[test]
+    fn a_session_answer_is_the_object_it_replaces() {
+        let session = Session {
+            user_id: "user \"quoted\" ☃".into(),
+            ..Session::new(
+                "x",
+                true,
+                None,
+                crate::session::Lifetimes {
+                    session: 3600,
+                    remember_me: 86_400,
+                    max_lifetime: 604_800,
+                },
+                1_764_600_000,
+            )
+        };
+        let mut answer = SessionAnswer::of(&session, 1_764_600_100);
+        answer.session_token = Some("abc.def");
+        answer.valid = Some(true);
+        let text = serde_json::to_string(&answer).unwrap();
+        let expected = serde_json::json!({
+            "user_id": session.user_id,
+            "expires_at": rfc3339(session.expiry()),
+            "expires_in": (session.expiry() - 1_764_600_100).max(0),
+            "remember_me": true,
+            "session_token": "abc.def",
+            "valid": true,
+            "success": true,
+        });
+        assert_eq!(text, expected.to_string());
+    }
 }

@@ -1,6 +1,6 @@
 //! Session lifecycle: create, validate, refresh, logout, logout-all.
 
-use super::{any_caller, expiry_fields, jwt_caller, session_caller};
+use super::{Reply, SessionAnswer, any_caller, jwt_caller, session_caller};
 use crate::error::ApiError;
 use crate::http;
 use crate::session::{Session, now_unix};
@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 const CREATE_BODY_LIMIT: usize = 4 * 1024;
 
 /// `POST /api/session/create`: trades a Clerk JWT for a session token.
-pub async fn create(state: &State, req: &Request) -> Result<Value, ApiError> {
+pub async fn create(state: &State, req: &Request) -> Result<Reply, ApiError> {
     let user_id = jwt_caller(state, req).await?;
     let remember_me = match http::json_body(req, CREATE_BODY_LIMIT)? {
         None => false,
@@ -33,22 +33,22 @@ pub async fn create(state: &State, req: &Request) -> Result<Value, ApiError> {
     let session = Session::new(&user_id, remember_me, user_agent, state.lifetimes(), now);
     let token = SessionToken::mint(&user_id);
     state.store.create(&token, &session).await?;
-    let mut body = expiry_fields(&session, now);
-    body["session_token"] = Value::String(token.expose().to_owned());
-    Ok(body)
+    let mut answer = SessionAnswer::of(&session, now);
+    answer.session_token = Some(token.expose());
+    Ok(answer.into())
 }
 
 /// `GET /api/session/validate`: whether a session token is active, and whose it is.
-pub async fn validate(state: &State, req: &Request) -> Result<Value, ApiError> {
+pub async fn validate(state: &State, req: &Request) -> Result<Reply, ApiError> {
     let now = now_unix();
     let (_, session) = session_caller(state, req, now).await?;
-    let mut body = expiry_fields(&session, now);
-    body["valid"] = Value::Bool(true);
-    Ok(body)
+    let mut answer = SessionAnswer::of(&session, now);
+    answer.valid = Some(true);
+    Ok(answer.into())
 }
 
 /// `POST /api/session/refresh`: slides the expiry, never past the absolute cap.
-pub async fn refresh(state: &State, req: &Request) -> Result<Value, ApiError> {
+pub async fn refresh(state: &State, req: &Request) -> Result<Reply, ApiError> {
     let now = now_unix();
     let token = session_token(req)?;
     let session = state
@@ -56,7 +56,7 @@ pub async fn refresh(state: &State, req: &Request) -> Result<Value, ApiError> {
         .refresh(&token, now)
         .await?
         .ok_or_else(ApiError::invalid_token)?;
-    Ok(expiry_fields(&session, now))
+    Ok(SessionAnswer::of(&session, now).into())
 }
 
 /// `POST /api/session/logout`: ends this session at once.
