@@ -68,7 +68,10 @@ pub async fn run(ctx: &Ctx) -> Vec<Row> {
     };
     match measure(ctx, &valgrind).await {
         Ok(row) => vec![row],
-        Err(why) => vec![Row::failed(PART7, WHAT, &why)],
+        Err(why) => {
+            eprintln!("bench: part 7: {why}");
+            vec![Row::failed(PART7, WHAT, &why)]
+        }
     }
 }
 

@@ -46,7 +46,10 @@ struct Case {
 pub async fn run(ctx: &Ctx, moto: Result<&Moto, &String>) -> Vec<Row> {
     match measure(ctx, moto).await {
         Ok(rows) => rows,
-        Err(why) => vec![Row::failed(PART3, "cold start of session-validate", &why)],
+        Err(why) => {
+            eprintln!("bench: part 3: {why}");
+            vec![Row::failed(PART3, "cold start of session-validate", &why)]
+        }
     }
 }
 
@@ -175,10 +178,10 @@ async fn measure(ctx: &Ctx, moto: Result<&Moto, &String>) -> Result<Vec<Row>, St
         let mut over: Vec<f64> = runs.iter().zip(&hello).map(|(t, h)| t - h).collect();
         let over = median(&mut over);
         let result = if case.hello {
-            format!("median **{p50:.0} ms**, p90 {p90:.0} ms, max {max:.0} ms ({RUNS} runs)")
+            format!("median **{p50:.1} ms**, p90 {p90:.0} ms, max {max:.0} ms ({RUNS} runs)")
         } else {
             format!(
-                "median {p50:.0} ms (hello {hello_p50:.1}), **{over:+.1} ms over hello** (median of \
+                "median {p50:.1} ms (hello {hello_p50:.1}), **{over:+.1} ms over hello** (median of \
                  the runs' differences), p90 {p90:.0} ms, max {max:.0} ms ({RUNS} runs)"
             )
         };

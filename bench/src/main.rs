@@ -440,7 +440,8 @@ fn notes(ctx: &Ctx) -> String {
          each chunk the server sends back to the client {delay} µs after it read it. It is a delay \
          line, not stop-and-wait: pipelined replies stay pipelined, and a chunk waits behind an \
          earlier one only for ordering; requests go through at once, so a request and its answer \
-         take the whole added delay on the way back. The kernel has no netem qdisc, so the delay \
+         take the whole added delay on the way back (a connection's set-up is not delayed; the \
+         clients keep theirs open). The kernel has no netem qdisc, so the delay \
          lives in the bench: per connection one OS thread sleeps until each chunk's due instant \
          (`clock_nanosleep`, absolute, CLOCK_MONOTONIC, 1 ns timer slack; no tokio timer, no \
          spinning), with SCHED_FIFO where permitted; the first row gives the round trip achieved \
