@@ -470,7 +470,7 @@ fn notes(ctx: &Ctx) -> String {
          kernel's work (writes to /dev/null) is not in them. Skipped, with a row that says so, \
          where valgrind is not installed (`make bench-callgrind` installs it).\n",
         rounds = ctx.rounds,
-        rounds6 = ctx.rounds.max(5),
+        rounds6 = network::validate_rounds(ctx),
         runs = 20,
         delay = network::DELAY.as_micros(),
         hello = ctx

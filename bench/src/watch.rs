@@ -22,6 +22,11 @@ impl Watch {
     ) -> Result<Watch, String> {
         let port = free_port();
         let mut command = cargo_env(Command::new(&ctx.tools.cargo_lambda));
+        // cargo-lambda runs $CARGO when it is set; `make CARGO="nice cargo"` sets it to a command
+        // line, not a path, and watch would fail to start `cargo metadata`.
+        if std::env::var_os("CARGO").is_some_and(|c| !std::path::Path::new(&c).is_file()) {
+            command.env_remove("CARGO");
+        }
         command
             .args(["lambda", "watch", "--invoke-address", "127.0.0.1"])
             .args(["--invoke-port", &port.to_string()])
