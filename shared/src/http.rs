@@ -2,16 +2,18 @@
 
 use crate::auth::origin_allowed;
 use crate::error::ApiError;
+use lambda_http::http::header::{AsHeaderName, HeaderName};
 use lambda_http::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{Value, json};
 
-pub const SESSION_TOKEN_HEADER: &str = "x-session-token";
+pub const SESSION_TOKEN_HEADER: HeaderName = HeaderName::from_static("x-session-token");
 const ALLOWED_HEADERS: &str = "Authorization, Content-Type, X-Session-Token";
 const PREFLIGHT_MAX_AGE: &str = "600";
 
 /// A header as text; `None` when absent, empty or not visible ASCII.
-pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+/// A header name (`HeaderName`, or `&str` at the cost of parsing it).
+pub fn header(req: &Request, name: impl AsHeaderName) -> Option<&str> {
     req.headers()
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -20,7 +22,7 @@ pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
 }
 
 /// Whether the request carries a header at all, readable or not.
-pub fn has_header(req: &Request, name: &str) -> bool {
+pub fn has_header(req: &Request, name: impl AsHeaderName) -> bool {
     req.headers().contains_key(name)
 }
 
@@ -144,7 +146,7 @@ pub fn error_response(error: &ApiError, extra: Option<(&str, Value)>) -> Respons
 
 /// The request's `Origin` when it is one of `allowed`.
 pub fn allowed_origin<'a>(req: &'a Request, allowed: &[String]) -> Option<&'a str> {
-    header(req, "origin").filter(|origin| origin_allowed(allowed, origin))
+    header(req, header::ORIGIN).filter(|origin| origin_allowed(allowed, origin))
 }
 
 /// Adds the CORS headers for an allowed origin; a refused origin gets none, so the browser

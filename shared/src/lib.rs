@@ -18,6 +18,10 @@ pub mod state;
 pub mod store;
 pub mod token;
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub use config::{Config, ConfigError, StoreKind};
 pub use error::ApiError;
 pub use handlers::{Endpoint, handle};

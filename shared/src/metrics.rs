@@ -122,7 +122,8 @@ fn json_str(line: &mut String, text: &str) {
 /// Milliseconds with three decimals (microsecond precision), as a JSON number.
 fn millis(line: &mut String, d: Duration) {
     use std::fmt::Write;
-    let micros = d.as_micros();
+    // Past u64 microseconds (half a million years) is no latency.
+    let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
     let _ = write!(line, "{}.{:03}", micros / 1000, micros % 1000);
 }
 

@@ -7,6 +7,7 @@ use crate::session::{Session, now_unix};
 use crate::state::State;
 use crate::token::{SessionToken, UserKey};
 use lambda_http::Request;
+use lambda_http::http::header::USER_AGENT;
 use serde_json::{Value, json};
 
 /// Largest body `create` reads: it only takes `{"remember_me": bool}`.
@@ -29,7 +30,7 @@ pub async fn create(state: &State, req: &Request) -> Result<Reply, ApiError> {
         Some(_) => return Err(ApiError::invalid_request("the body must be a JSON object")),
     };
     let now = now_unix();
-    let user_agent = http::header(req, "user-agent");
+    let user_agent = http::header(req, USER_AGENT);
     let session = Session::new(&user_id, remember_me, user_agent, state.lifetimes(), now);
     let token = SessionToken::mint(&user_id);
     state.store.create(&token, &session).await?;
