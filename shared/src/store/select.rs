@@ -43,10 +43,12 @@ impl Store {
                 if config.session_table.is_none() {
                     return Ok(Store::Redis(redis(config, url).await?));
                 }
-                // Both configured: Redis in front of DynamoDB. A Redis that is down, loading,
-                // busy or failing over now is retried later; one that refuses our credentials
-                // is an error.
-                let front = match redis(config, url).await {
+                // Both configured: Redis in front of DynamoDB, both made ready at once (the
+                // DynamoDB client's setup overlaps Redis's round trips, or its timeout). A Redis
+                // that is down, loading, busy or failing over now is retried later; one that
+                // refuses our credentials is an error.
+                let (front, back) = tokio::join!(redis(config, url), dynamodb(config));
+                let front = match front {
                     Ok(store) => Some(store),
                     Err(SelectError::Redis { source, .. })
                         if matches!(
@@ -65,7 +67,7 @@ impl Store {
                     Err(e) => return Err(e),
                 };
                 Ok(Store::Tiered(TieredStore::new(
-                    dynamodb(config).await?,
+                    back?,
                     front,
                     RedisConnect {
                         url: url.to_owned(),
