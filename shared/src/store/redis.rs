@@ -48,6 +48,12 @@ pub(super) enum Expect<'a> {
     Exactly(&'a str),
 }
 
+/// What a slide of a session's expiry replaced, and by what (with Redis in front of DynamoDB).
+pub(super) struct Slid {
+    before: String,
+    after: String,
+}
+
 /// What a user's hash holds for one token.
 pub(super) enum Entry {
     Absent,
@@ -192,25 +198,39 @@ return 1
 /// the record's conditional update (see `tiered.rs`). Never makes an entry, never touches a
 /// tombstone or a session a marker fences, keeps the epoch the entry was written under (its
 /// content is Redis's own, not read from the record) and computes the expiry exactly as the
-/// record does, so that Redis never holds a later one. Returns 1 if it slid.
+/// record does, so that Redis never holds a later one. Returns what the field held before and
+/// after, if it slid.
 /// KEYS[1] the user's hash; ARGV: field, now, not_after, grace.
 static SLIDE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local key, field, now = KEYS[1], ARGV[1], tonumber(ARGV[2])
 local v = redis.call('HGET', key, field)
-if not v or tombstone_time(v) then return 0 end
+if not v or tombstone_time(v) then return false end
 local created, e, a, idle, rest = string.match(v, '^(%d+)|(%d+)|(%d+)|(%d+)|([01])|%d+|')
 if not created then return redis.error_reply('ERR corrupt session record') end
 a = tonumber(a)
-if math.min(tonumber(e), a) <= now then return 0 end
-if not writable(key, field, tonumber(created), tonumber(ARGV[3])) then return 0 end
+if math.min(tonumber(e), a) <= now then return false end
+if not writable(key, field, tonumber(created), tonumber(ARGV[3])) then return false end
 local expiry = math.min(now + tonumber(idle), a)
 local tail = string.sub(v, string.len(string.match(v, '^%d+|%d+|%d+|%d+|[01]|%d+|')) + 1)
 local record = table.concat({created, string.format('%d', expiry), string.format('%d', a), idle, rest,
   string.format('%d', now), tail}, '|')
 redis.call('HSET', key, field, record)
 keep_alive(key, expiry)
+return {v, record}
+",
+    )
+});
+
+/// With Redis in front of DynamoDB: undoes a [`SLIDE`] the record refused, if the field still
+/// holds what the slide wrote. KEYS[1] the user's hash; ARGV: field, slid, before, grace.
+static UNSLIDE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local key, field = KEYS[1], ARGV[1]
+if redis.call('HGET', key, field) ~= ARGV[2] then return 0 end
+redis.call('HSET', key, field, ARGV[3])
 return 1
 ",
     )
@@ -512,24 +532,43 @@ impl RedisStore {
     }
 
     /// With Redis in front of DynamoDB: slides the expiry of the session Redis holds, in place,
-    /// as a refresh at `now` would; `true` if it slid (see [`SLIDE`]).
+    /// as a refresh at `now` would; what the field held before and after, if it slid (see
+    /// [`SLIDE`]).
     pub(super) async fn slide(
         &self,
         user: &UserKey,
         hash: &TokenHash,
         now: i64,
         not_after: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Slid>, StoreError> {
         let mut invocation = SLIDE.key(sessions_key(user));
         invocation
             .arg(hash.as_bytes().as_slice())
             .arg(now)
             .arg(not_after)
             .arg(REVOCATION_GRACE_SECS);
-        let slid: u8 = self
+        let slid: Option<(String, String)> = self
             .run(|mut c| async move { invocation.invoke_async(&mut c).await })
             .await?;
-        Ok(slid == 1)
+        Ok(slid.map(|(before, after)| Slid { before, after }))
+    }
+
+    /// With Redis in front of DynamoDB: puts back what a slide replaced, unless the field
+    /// changed since.
+    pub(super) async fn unslide(
+        &self,
+        user: &UserKey,
+        hash: &TokenHash,
+        slid: &Slid,
+    ) -> Result<(), StoreError> {
+        let mut invocation = UNSLIDE.key(sessions_key(user));
+        invocation
+            .arg(hash.as_bytes().as_slice())
+            .arg(&slid.after)
+            .arg(&slid.before)
+            .arg(REVOCATION_GRACE_SECS);
+        self.run(|mut c| async move { invocation.invoke_async::<()>(&mut c).await })
+            .await
     }
 
     pub(super) async fn get(

@@ -408,12 +408,15 @@ impl TieredStore {
                 ..session
             })),
             Ok(None) => {
-                // Gone from the record (or lapsed there) while Redis held it active: the
-                // revocation that removed it tells Redis itself, or bumps the epoch, and the
-                // slide kept the entry's epoch. Dropping Redis's copy now is only tidier.
-                if let Some(Ok(true)) = slid
+                // Gone from the record (or lapsed there) while Redis held it active: a
+                // revocation that removed it tells Redis itself, or bumps the epoch. The slide is
+                // undone, unless the field changed since: a refused refresh leaves Redis as it
+                // found it, and never extends by a whole idle period a session that Redis
+                // already held a little longer than the record (refreshes that landed in the two
+                // stores in different orders).
+                if let Some(Ok(Some(done))) = &slid
                     && let Some(redis) = self.redis().await
-                    && let Err(e) = redis.revoke(user, hash, true).await
+                    && let Err(e) = redis.unslide(user, hash, done).await
                 {
                     self.redis_failed(&e);
                 }
@@ -423,7 +426,7 @@ impl TieredStore {
                 // Not known whether the record slid: Redis's copy, if slid, may now be later
                 // than the record's. A slide that failed may still land, but never over a
                 // tombstone; with Redis unreachable, the epoch moves on.
-                if matches!(slid, Some(Ok(true) | Err(_))) {
+                if matches!(slid, Some(Ok(Some(_)) | Err(_))) {
                     let _ = self
                         .revoke_in_redis(
                             |redis| async move { redis.revoke(user, hash, true).await },
