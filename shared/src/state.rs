@@ -36,7 +36,7 @@ impl State {
     pub async fn from_env() -> Result<Self, StartupError> {
         let started = Instant::now();
         let config = Config::from_env()?;
-        let config_us = started.elapsed().as_micros();
+        let config_us = micros(started);
         Self::build(config, started, config_us).await
     }
 
@@ -46,23 +46,19 @@ impl State {
 
     /// The verifier, then the store; says what each step took (a cold start's own work, beside
     /// the runtime's), in one log line.
-    async fn build(
-        config: Config,
-        started: Instant,
-        config_us: u128,
-    ) -> Result<Self, StartupError> {
+    async fn build(config: Config, started: Instant, config_us: u64) -> Result<Self, StartupError> {
         let step = Instant::now();
         let verifier = Verifier::new(&config)?;
-        let verifier_us = step.elapsed().as_micros();
+        let verifier_us = micros(step);
         let step = Instant::now();
         let store = Store::from_config(&config).await?;
-        let store_us = step.elapsed().as_micros();
+        let store_us = micros(step);
         tracing::info!(
             backend = store.backend(),
             config_us,
             verifier_us,
             store_us,
-            total_us = started.elapsed().as_micros(),
+            total_us = micros(started),
             "state ready"
         );
         Ok(State {
@@ -88,4 +84,9 @@ impl State {
             max_lifetime: self.config.session_max_lifetime,
         }
     }
+}
+
+/// Microseconds since `since`, as a log field (a u64: JSON logs write u128 as text).
+fn micros(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
