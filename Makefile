@@ -317,6 +317,13 @@ invoke: dev-keys ## make invoke FN=<function> EVENT=events/<file>.json, against 
 
 # ---------------------------------------------------------------------------
 # Deployment: release builds for Lambda (arm64), template checks, sam deploy
+#
+#   make build      every function in one `cargo lambda build` (dependencies
+#                   compiled once, the eight links in parallel)
+#   make package    make build, then `sam build`, which only copies each
+#                   prebuilt bootstrap into .aws-sam/build/<LogicalId>/ (the
+#                   build-<LogicalId> targets of mk/sam.mk); offline
+#   make deploy     make package, then `sam deploy`
 # ---------------------------------------------------------------------------
 
 # Where compiled artifacts go (CI keeps it outside the clone).
@@ -324,22 +331,26 @@ TARGET_DIR   := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 ARCH         ?= arm64
 LAMBDA_DIR   := $(TARGET_DIR)/lambda-$(ARCH)
 RUST_TARGET  := $(if $(filter arm64,$(ARCH)),aarch64-unknown-linux-gnu,x86_64-unknown-linux-gnu)
+# The functions: one package, binary and bootstrap per folder of functions/ (not bench).
+FUNCTIONS    := $(notdir $(patsubst %/,%,$(wildcard functions/*/)))
 # sam wants a region and credentials even to validate; offline checks take any.
 SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
   AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline
 
-.PHONY: build validate deploy
-build: venv ## release bootstraps for Lambda (ARCH=arm64|x86_64) into $(TARGET_DIR)/lambda-<arch>/
+.PHONY: build validate package deploy
+build: venv ## release bootstraps of all functions for Lambda (ARCH=arm64|x86_64) into $(TARGET_DIR)/lambda-<arch>/
 	@if ! rustup target list --installed 2>/dev/null | grep -qx "$(RUST_TARGET)"; then \
 	  echo "==> adding the $(RUST_TARGET) standard library (rustup target add $(RUST_TARGET))"; \
 	  rustup target add "$(RUST_TARGET)" || { \
 	    echo "error: the $(RUST_TARGET) standard library cannot be added here. On a machine that can" >&2; \
 	    echo "       reach the Rust distribution server run: rustup target add $(RUST_TARGET)" >&2; exit 1; }; \
 	fi
-	@echo "==> cargo lambda build --release --$(ARCH) (zig from .venv links for Amazon Linux 2023)"
-	$(TOOLS_ENV) $(CARGO) lambda build --release --$(ARCH) --lambda-dir "$(LAMBDA_DIR)"
-	@for f in "$(LAMBDA_DIR)"/*/bootstrap; do \
-	  printf '    %-20s %s bytes\n' "$$(basename "$$(dirname "$$f")")" "$$(stat -c %s "$$f")"; done
+	@echo "==> cargo lambda build --release --$(ARCH): the $(words $(FUNCTIONS)) functions at once (zig from .venv links for Amazon Linux 2023)"
+	@start=$$(date +%s); \
+	$(TOOLS_ENV) $(CARGO) lambda build --release --$(ARCH) --lambda-dir "$(LAMBDA_DIR)" $(addprefix -p ,$(FUNCTIONS)); \
+	echo "    built in $$(( $$(date +%s) - start )) s:"
+	@for f in $(FUNCTIONS); do \
+	  printf '    %-20s %s bytes\n' "$$f" "$$(stat -c %s "$(LAMBDA_DIR)/$$f/bootstrap")"; done
 
 validate: venv ## cfn-lint, sam validate --lint and the deploy rehearsal on template.yaml, offline
 	@echo "==> cfn-lint template.yaml"
@@ -349,13 +360,30 @@ validate: venv ## cfn-lint, sam validate --lint and the deploy rehearsal on temp
 	@echo "==> deploy rehearsal: the SAM transform, offline, held to our rules (tools/deploy_rehearsal.py)"
 	$(TOOLS_ENV) "$(VENV_BIN)/python" tools/deploy_rehearsal.py template.yaml
 
-deploy: venv ## sam build + sam deploy (--guided the first time: no stack in samconfig.toml yet)
-	$(TOOLS_ENV) SAM_CLI_TELEMETRY=0 sam build --beta-features --template-file template.yaml
+# sam build: in the source tree (no copy of the clone, .venv and all, per
+# function), never from its cache (its key is the sources, not the bootstraps),
+# the eight copies in parallel. Its make gets our TARGET_DIR, and not our
+# MAKEFLAGS (a jobserver it could not reach).
+package: ## make build, then sam build: the bootstraps into .aws-sam/build/ (no compiling, no AWS account)
+	@if [ "$(ARCH)" != "$(SAM_ARCH)" ]; then \
+	  echo "error: ARCH=$(ARCH), but template.yaml deploys $(SAM_ARCH)" >&2; exit 2; fi
+	@echo "==> make build: every function, in one cargo lambda build"
+	@$(MAKE) --no-print-directory build
+	@echo "==> sam build: packaging the prebuilt bootstraps, nothing compiled (BuildMethod makefile, mk/sam.mk)"
+	@start=$$(date +%s); \
+	env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL $(TOOLS_ENV) CARGO_TARGET_DIR="$(TARGET_DIR)" SAM_CLI_TELEMETRY=0 \
+	  sam build --build-in-source --no-cached --parallel --template-file template.yaml; \
+	echo "    packaged in $$(( $$(date +%s) - start )) s"
+
+deploy: package ## make build + sam build (packaging only) + sam deploy (--guided the first time)
+	@echo "==> sam deploy$(if $(wildcard .local/deployed),, --guided (the first deploy from this clone))"
 	@if [ -f .local/deployed ]; then \
 	  $(TOOLS_ENV) SAM_CLI_TELEMETRY=0 sam deploy; \
 	else \
 	  $(TOOLS_ENV) SAM_CLI_TELEMETRY=0 sam deploy --guided && mkdir -p .local && touch .local/deployed; \
 	fi
+
+include mk/sam.mk
 
 # ---------------------------------------------------------------------------
 # Benchmarks: make bench writes BENCHMARKS.md (the budgets of docs/architecture.md,

@@ -658,6 +658,64 @@ fn every_function_has_its_route_and_every_route_its_function() {
     );
 }
 
+/// `sam build` compiles nothing: every function is `BuildMethod: makefile`, and the
+/// `build-<LogicalId>` target sam runs for it (mk/sam.mk) copies the bootstrap of its own binary,
+/// for the architecture it is deployed on, out of what `make build` compiled for all functions
+/// at once. A copy-paste slip there would deploy one endpoint's code behind another's route.
+/// Read through `make -n`, so the recipe is the one make would run.
+#[test]
+fn sam_packages_each_function_from_its_own_prebuilt_bootstrap() {
+    let template = template();
+    let binaries: Vec<String> = functions(&template).into_iter().map(|f| f.binary).collect();
+    for (id, resource) in of_type(&template, "AWS::Serverless::Function") {
+        assert_eq!(
+            resource.pointer("/Metadata/BuildMethod"),
+            Some(&json!("makefile")),
+            "{id}: sam build must only package what make build compiled (BuildMethod: makefile)"
+        );
+        let binary = resource
+            .pointer("/Metadata/BuildProperties/Binary")
+            .and_then(Value::as_str)
+            .expect("checked by functions()");
+        let architectures = resource
+            .pointer("/Properties/Architectures")
+            .or_else(|| template.pointer("/Globals/Function/Architectures"))
+            .unwrap_or_else(|| panic!("{id}: no Architectures"));
+        let [arch] = architectures.as_array().expect("a list").as_slice() else {
+            panic!("{id}: one architecture: {architectures}");
+        };
+        let arch = arch.as_str().expect("a string");
+
+        let out = std::process::Command::new("make")
+            .args(["-n", "--no-print-directory", &format!("build-{id}")])
+            .arg("ARTIFACTS_DIR=/artifacts")
+            .env("CARGO_TARGET_DIR", "/target")
+            .env_remove("MAKEFLAGS")
+            .env_remove("MFLAGS")
+            .env_remove("MAKELEVEL")
+            .current_dir(ROOT)
+            .output()
+            .expect("make runs");
+        let recipe = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "make -n build-{id}: sam build runs it for {id}; mk/sam.mk must have it\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let own = format!("/target/lambda-{arch}/{binary}/bootstrap\"");
+        assert!(
+            recipe.contains(&own) && recipe.contains("/artifacts/bootstrap"),
+            "make build-{id} must copy {own} to $ARTIFACTS_DIR/bootstrap:\n{recipe}"
+        );
+        for other in binaries.iter().filter(|b| *b != binary) {
+            assert!(
+                !recipe.contains(&format!("/{other}/bootstrap")),
+                "make build-{id} packages {other}, not {binary}:\n{recipe}"
+            );
+        }
+    }
+}
+
 /// The local API's routes, `[workspace.metadata.lambda.watch.router]` of Cargo.toml, as
 /// (method, path, function).
 fn watch_routes() -> BTreeSet<(String, String, String)> {
