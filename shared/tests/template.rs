@@ -1418,8 +1418,22 @@ fn one_crypto_provider_and_no_unused_credential_providers() {
     for package in ["aws-lc-rs", "ring", "rsa", "aws-sdk-sso", "aws-sdk-ssooidc"] {
         let out = std::process::Command::new(env!("CARGO"))
             .current_dir(root)
-            .args(["tree", "--offline", "--locked", "--workspace", "--target", "all"])
-            .args(["--edges", "normal,build,dev", "--prefix", "none", "--invert", package])
+            .args([
+                "tree",
+                "--offline",
+                "--locked",
+                "--workspace",
+                "--target",
+                "all",
+            ])
+            .args([
+                "--edges",
+                "normal,build,dev",
+                "--prefix",
+                "none",
+                "--invert",
+                package,
+            ])
             .output()
             .expect("cargo tree runs");
         let tree = String::from_utf8_lossy(&out.stdout);
