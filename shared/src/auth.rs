@@ -229,9 +229,7 @@ impl JwksCache {
 
 /// The HTTPS client of the JWKS fetch, on aws-lc-rs like every other TLS connection here.
 fn jwks_client() -> Result<reqwest::Client, reqwest::Error> {
-    // reqwest built without a provider of its own takes the process default; aws-lc-rs is the
-    // only one compiled in. Installing it again is refused, harmlessly.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    crate::install_tls_provider();
     reqwest::Client::builder().timeout(JWKS_TIMEOUT).build()
 }
 

@@ -29,3 +29,10 @@ pub use session::{Session, UserStats};
 pub use state::{StartupError, State};
 pub use store::{Store, StoreError};
 pub use token::{SessionToken, TokenError};
+
+/// Installs aws-lc-rs as the process's rustls crypto provider. reqwest is built without a
+/// provider of its own (one crypto stack for the whole graph), so every reqwest client needs
+/// this first; installing it again is refused, harmlessly.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

@@ -72,6 +72,7 @@ async fn attacks_over_http_through_cargo_lambda_watch() {
         },
     )
     .await;
+    shared::install_tls_provider();
     let http = Client::builder()
         .timeout(REQUEST)
         .build()
@@ -124,6 +125,7 @@ async fn forged_credentials_change_nothing_with_both_stores() {
         },
     )
     .await;
+    shared::install_tls_provider();
     let http = Client::builder()
         .timeout(REQUEST)
         .build()
@@ -539,6 +541,7 @@ async fn another_users_cache(api: &Watch, http: &Client, suite: &mut Suite) {
 // ---------------------------------------------------------------------------------------------
 
 async fn hostile_cache_paths(api: &Watch, suite: &mut Suite) {
+    shared::install_tls_provider();
     let http = Client::builder().timeout(REQUEST).build().unwrap();
     let victim = api.session(&http, suite, VICTIM).await;
     // The attacker's own credential against paths built around the victim's id: nothing may
@@ -878,6 +881,7 @@ async fn oversized_bodies(api: &Watch, http: &Client, suite: &mut Suite) {
 type HeaderCase<'a> = (&'a str, (&'a str, &'a str), Vec<(&'a str, &'a str)>);
 
 async fn oversized_headers(api: &Watch, suite: &mut Suite) {
+    shared::install_tls_provider();
     let http = Client::builder().timeout(REQUEST).build().unwrap();
     let victim = api.session(&http, suite, VICTIM).await;
     let huge = "A".repeat(100 * 1024);

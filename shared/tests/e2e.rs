@@ -41,6 +41,7 @@ async fn readme_walkthrough_over_http_through_cargo_lambda_watch() {
         },
     )
     .await;
+    shared::install_tls_provider();
     let http = Client::builder()
         .timeout(REQUEST)
         .build()
