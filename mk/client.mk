@@ -22,7 +22,7 @@ CLIENT_LOCAL    := $(CURDIR)/.local
 # Debian's chromium; override to use another binary of the same kind.
 CHROMIUM        ?= /usr/bin/chromium
 # Upper bound of the whole browser test, in seconds (a first run may have to
-# build the eight functions; an up-to-date tree takes about 30 s).
+# build the ten functions; an up-to-date tree takes about 30 s).
 CLIENT_BROWSER_TIMEOUT ?= 1800
 # Oldest node the tests run on (playwright-core's floor; mocked Date in node:test).
 CLIENT_NODE_MIN ?= 20

@@ -31,12 +31,14 @@ sam_package = f="$(SAM_LAMBDA_DIR)/$(1)/bootstrap"; \
 
 .PHONY: build-SessionCreateFunction build-SessionValidateFunction build-SessionRefreshFunction \
   build-SessionLogoutFunction build-SessionLogoutAllFunction build-SessionStatsFunction \
-  build-CacheGetFunction build-CachePutFunction
+  build-SessionListFunction build-SessionRevokeFunction build-CacheGetFunction build-CachePutFunction
 build-SessionCreateFunction:    ; @$(call sam_package,session-create)
 build-SessionValidateFunction:  ; @$(call sam_package,session-validate)
 build-SessionRefreshFunction:   ; @$(call sam_package,session-refresh)
 build-SessionLogoutFunction:    ; @$(call sam_package,session-logout)
 build-SessionLogoutAllFunction: ; @$(call sam_package,session-logout-all)
 build-SessionStatsFunction:     ; @$(call sam_package,session-stats)
+build-SessionListFunction:      ; @$(call sam_package,session-list)
+build-SessionRevokeFunction:    ; @$(call sam_package,session-revoke)
 build-CacheGetFunction:         ; @$(call sam_package,cache-get)
 build-CachePutFunction:         ; @$(call sam_package,cache-put)

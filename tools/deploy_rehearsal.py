@@ -104,7 +104,7 @@ OTHER_VALUES = {
 # The DynamoDB actions each endpoint sends (docs/both-stores.md, "What is written where"):
 # (actions on any item of its table, actions on the EPOCH#<i> items only). GetItem everywhere:
 # a session token is looked up, and with Redis in front the store epoch is read. The epoch
-# bumpers (create, logout, logout-all, cache-put) send a TransactWriteItems of Update actions,
+# bumpers (create, logout, logout-all, revoke, cache-put) send a TransactWriteItems of Update actions,
 # which IAM authorizes as UpdateItem on each item; refresh updates sessions and never bumps.
 ENDPOINT_ACTIONS = {
     "session-create": ({"GetItem", "PutItem", "Query", "BatchWriteItem"}, {"UpdateItem"}),
@@ -113,6 +113,8 @@ ENDPOINT_ACTIONS = {
     "session-logout": ({"GetItem", "DeleteItem"}, {"UpdateItem"}),
     "session-logout-all": ({"GetItem", "Query", "BatchWriteItem"}, {"UpdateItem"}),
     "session-stats": ({"GetItem", "Query", "Scan"}, set()),
+    "session-list": ({"GetItem", "Query"}, set()),
+    "session-revoke": ({"GetItem", "Query", "DeleteItem"}, {"UpdateItem"}),
     "cache-get": ({"GetItem"}, set()),
     "cache-put": ({"GetItem", "PutItem"}, {"UpdateItem"}),
 }
@@ -135,6 +137,8 @@ ENDPOINT_NEEDS = {
     "session-logout": set(),
     "session-logout-all": CLERK,
     "session-stats": CLERK | {"ADMIN_USER_IDS"},
+    "session-list": CLERK,
+    "session-revoke": CLERK,
     "cache-get": CLERK,
     "cache-put": CLERK,
 }

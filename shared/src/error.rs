@@ -71,6 +71,15 @@ impl ApiError {
         )
     }
 
+    /// No session of the caller's has this id: an unknown id and another user's alike.
+    pub fn session_not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "session_not_found",
+            "no session of yours has this session_id",
+        )
+    }
+
     pub fn method_not_allowed(allowed: &str) -> Self {
         Self::new(
             StatusCode::METHOD_NOT_ALLOWED,

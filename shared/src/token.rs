@@ -73,6 +73,59 @@ impl fmt::Debug for TokenHash {
     }
 }
 
+/// Bytes of the token hash a [`SessionId`] shows: 96 bits, enough that no two sessions of one
+/// user share an id, and far too few to find the hash, let alone the token.
+const SESSION_ID_BYTES: usize = 12;
+/// Length of a [`SessionId`] in base64url.
+pub const SESSION_ID_LEN: usize = 16;
+
+/// The name of a session that its owner may see and pass around (the session list, revoke):
+/// the first 12 bytes of its [`TokenHash`], base64url. It can never be used as a token: the
+/// token is a preimage of the whole hash, which the id shows only part of.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionId([u8; SESSION_ID_BYTES]);
+
+impl SessionId {
+    pub fn of(hash: &TokenHash) -> Self {
+        let mut id = [0u8; SESSION_ID_BYTES];
+        id.copy_from_slice(&hash.0[..SESSION_ID_BYTES]);
+        SessionId(id)
+    }
+
+    /// An id as a client sent it back: 16 base64url characters, nothing else.
+    pub fn parse(raw: &str) -> Option<Self> {
+        if raw.len() != SESSION_ID_LEN {
+            return None;
+        }
+        let bytes = B64.decode(raw).ok()?;
+        // 16 characters are 12 bytes exactly; only the canonical spelling is accepted.
+        let id = SessionId(bytes.try_into().ok()?);
+        (id.to_string() == raw).then_some(id)
+    }
+
+    /// Whether this is the id of the session keyed by `hash`, compared in constant time.
+    pub fn names(&self, hash: &TokenHash) -> bool {
+        let diff = self
+            .0
+            .iter()
+            .zip(&hash.0)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        diff == 0
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&B64.encode(self.0))
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({self})")
+    }
+}
+
 /// A well-formed session token. Its `Debug` never shows the secret.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SessionToken {
@@ -233,6 +286,30 @@ mod tests {
         ];
         for (raw, want) in cases {
             assert_eq!(SessionToken::parse(&raw).unwrap_err(), want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn a_session_id_names_its_session_and_is_no_token() {
+        let token = SessionToken::mint("user_1");
+        let id = SessionId::of(&token.hash());
+        let text = id.to_string();
+        assert_eq!(text.len(), SESSION_ID_LEN);
+        assert_eq!(SessionId::parse(&text), Some(id));
+        assert!(id.names(&token.hash()));
+        assert!(!id.names(&SessionToken::mint("user_1").hash()));
+        assert_eq!(B64.decode(&text).unwrap(), token.hash().0[..12]);
+        assert!(SessionToken::parse(&text).is_err());
+        assert!(!token.expose().contains(&text));
+        for bad in [
+            "",
+            "short",
+            &format!("{text}A"),
+            &text[1..],
+            "AAAAAAAAAAAAAAA+",
+            "AAAAAAAAAAAAAAA=",
+        ] {
+            assert_eq!(SessionId::parse(bad), None, "{bad:?}");
         }
     }
 

@@ -6,9 +6,12 @@ mod support;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use shared::session::{Lifetimes, Session, now_unix};
-use shared::token::UserKey;
+use shared::token::{SessionId, UserKey};
 use shared::{SessionToken, Store};
 use support::stores::{Subject, hex, unique};
+
+/// What Chrome on a Mac sends; stored as "Chrome 131 on macOS".
+const CHROME_MAC: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
 
 const LIFETIMES: Lifetimes = Lifetimes {
     session: 3600,
@@ -23,13 +26,7 @@ async fn new_session(
     lifetimes: Lifetimes,
 ) -> (SessionToken, Session) {
     let token = SessionToken::mint(user);
-    let session = Session::new(
-        user,
-        remember_me,
-        Some("Mozilla/5.0 (test)"),
-        lifetimes,
-        now_unix(),
-    );
+    let session = Session::new(user, remember_me, Some(CHROME_MAC), lifetimes, now_unix());
     store.create(&token, &session).await.expect("create");
     (token, session)
 }
@@ -46,7 +43,7 @@ async fn create_then_get(subject: Subject) {
     assert_eq!(found, session);
     assert_eq!(found.user_id, user);
     assert_eq!(found.expiry(), session.created_at + 3600);
-    assert_eq!(found.user_agent.as_deref(), Some("Mozilla/5.0 (test)"));
+    assert_eq!(found.device.as_deref(), Some("Chrome 131 on macOS"));
     // A token the store never saw is not found.
     assert_eq!(
         store
@@ -94,7 +91,12 @@ async fn refresh_extends_but_never_past_the_cap(subject: Subject) {
         .unwrap()
         .expect("refresh");
     assert_eq!(refreshed.expiry(), t0 + 120);
-    assert_eq!(refreshed.last_seen_at, t0 + 20);
+    assert_eq!(refreshed.last_refreshed_at, t0 + 20);
+    let listed = store
+        .active_sessions(token.user_key(), t0 + 20)
+        .await
+        .unwrap();
+    assert_eq!(listed[0].1.last_refreshed_at, t0 + 20);
     assert_eq!(
         store.get(&token, t0 + 110).await.unwrap().unwrap().expiry(),
         t0 + 120
@@ -179,6 +181,60 @@ async fn delete_one_session(subject: Subject) {
         "deleting twice finds nothing"
     );
     assert_eq!(store.refresh(&a, now_unix()).await.unwrap(), None);
+}
+
+async fn list_newest_first_and_revoke_one_by_its_id(subject: Subject) {
+    let store = &subject.store;
+    let user = unique("user");
+    let key = UserKey::for_user(&user);
+    let now = now_unix();
+    let mut tokens = Vec::new();
+    // Oldest first; the last one lapsed an hour ago.
+    for (age, remember_me) in [(300, true), (200, false), (100, true), (7200, false)] {
+        let token = SessionToken::mint(&user);
+        let session = Session::new(&user, remember_me, Some(CHROME_MAC), LIFETIMES, now - age);
+        store.create(&token, &session).await.unwrap();
+        tokens.push((token, session));
+    }
+    let listed = store.active_sessions(&key, now).await.unwrap();
+    let hashes: Vec<_> = listed.iter().map(|(hash, _)| *hash).collect();
+    assert_eq!(
+        hashes,
+        [tokens[2].0.hash(), tokens[1].0.hash(), tokens[0].0.hash()],
+        "active only, newest first"
+    );
+    assert_eq!(listed[0].1, tokens[2].1);
+    assert_eq!(listed[0].1.device.as_deref(), Some("Chrome 131 on macOS"));
+
+    // Another user's session id names nothing of this user's, and that session stays.
+    let other = unique("other");
+    let (others_token, _) = new_session(store, &other, false, LIFETIMES).await;
+    let others_id = SessionId::of(&others_token.hash());
+    assert!(!store.revoke(&key, &others_id, now).await.unwrap());
+    assert!(store.get(&others_token, now).await.unwrap().is_some());
+    // Nor does the id of a lapsed session, or one never made.
+    let lapsed = SessionId::of(&tokens[3].0.hash());
+    assert!(!store.revoke(&key, &lapsed, now).await.unwrap());
+    let never = SessionId::of(&SessionToken::mint(&user).hash());
+    assert!(!store.revoke(&key, &never, now).await.unwrap());
+
+    let middle = SessionId::of(&tokens[1].0.hash());
+    assert!(store.revoke(&key, &middle, now).await.unwrap());
+    assert_eq!(store.get(&tokens[1].0, now).await.unwrap(), None);
+    assert_eq!(store.refresh(&tokens[1].0, now).await.unwrap(), None);
+    assert!(!store.revoke(&key, &middle, now).await.unwrap(), "once");
+    let left: Vec<_> = store
+        .active_sessions(&key, now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(hash, _)| hash)
+        .collect();
+    assert_eq!(left, [tokens[2].0.hash(), tokens[0].0.hash()]);
+    for (token, _) in [&tokens[0], &tokens[2]] {
+        assert!(store.get(token, now).await.unwrap().is_some());
+    }
+    assert!(store.get(&others_token, now).await.unwrap().is_some());
 }
 
 async fn delete_user_removes_every_session_of_that_user_only(subject: Subject) {
@@ -453,6 +509,7 @@ macro_rules! conformance {
                 refresh_extends_but_never_past_the_cap,
                 expired_sessions_are_refused_while_still_stored,
                 delete_one_session,
+                list_newest_first_and_revoke_one_by_its_id,
                 delete_user_removes_every_session_of_that_user_only,
                 stats_of_a_user_and_of_everyone,
                 user_cache_put_get_overwrite_expire,

@@ -3,7 +3,8 @@
 //!
 //! Placeholders are filled in per event: `${JWT}` and `${OTHER_JWT}` with fresh Clerk-like JWTs
 //! for `user_events` and `user_other`, `${SESSION_TOKEN}` with a session of `user_events` made
-//! through the session-create handler just before. So no event depends on another one (logout
+//! through the session-create handler just before, `${SESSION_ID}` with the session id of another
+//! one. So no event depends on another one (logout
 //! and logout-all revoke only sessions nobody else uses), and a `cache-get` success is seeded
 //! through the cache-put handler first.
 
@@ -184,6 +185,11 @@ async fn substitute(state: &State, text: &str) -> String {
         .replace("${OTHER_JWT}", &jwt(OTHER_USER));
     if text.contains("${SESSION_TOKEN}") {
         text = text.replace("${SESSION_TOKEN}", &session_token(state).await);
+    }
+    if text.contains("${SESSION_ID}") {
+        let other = shared::SessionToken::parse(&session_token(state).await).expect("a token");
+        let id = shared::token::SessionId::of(&other.hash()).to_string();
+        text = text.replace("${SESSION_ID}", &id);
     }
     text
 }

@@ -295,8 +295,8 @@ fn records_with_unsigned_fields_past_i64_read_back() {
         absolute_expires_at: 1_707_776_000,
         idle_timeout: u64::MAX,
         remember_me: true,
-        last_seen_at: 1_700_000_100,
-        user_agent: Some("Mozilla/5.0".into()),
+        last_refreshed_at: 1_700_000_100,
+        device: Some("Firefox 133 on Linux".into()),
     };
     let record = records::redis_session(&session, u64::MAX);
     assert_eq!(
@@ -312,7 +312,7 @@ fn records_with_unsigned_fields_past_i64_read_back() {
 }
 
 #[test]
-fn an_empty_user_agent_is_none_in_every_store() {
+fn an_empty_device_is_none_in_every_store() {
     use shared::session::Lifetimes;
     use shared::store::records;
     use shared::token::{TokenHash, UserKey};
@@ -323,18 +323,48 @@ fn an_empty_user_agent_is_none_in_every_store() {
     };
     // Control characters only: nothing left once they are dropped.
     let made = shared::Session::new("u", false, Some("\u{1}\u{7f}"), lifetimes, 1000);
-    assert_eq!(made.user_agent, None);
+    assert_eq!(made.device, None);
     let empty = shared::Session {
-        user_agent: Some(String::new()),
+        device: Some(String::new()),
         ..made.clone()
     };
     let user = UserKey::for_user("u");
     let redis = records::redis_session_decode(&user, &records::redis_session(&empty, 0));
     assert_eq!(redis.ok(), Some((made.clone(), 0)));
     let item = records::dynamodb_session(&user, &TokenHash([0; 32]), &empty);
-    assert!(!item.contains_key("user_agent"), "{item:?}");
+    assert!(!item.contains_key("device"), "{item:?}");
     assert_eq!(
         records::dynamodb_session_decode(&user, &item).ok(),
         Some(made)
     );
+}
+
+/// Items written before sessions had a device label and a `last_refreshed_at` hold the first 64
+/// bytes of the user agent as `user_agent`, and `last_seen_at`: they read as the label and the
+/// time.
+#[test]
+fn dynamodb_items_of_the_names_before_read_back() {
+    use shared::session::Lifetimes;
+    use shared::store::records::{self, AttributeValue};
+    use shared::token::{TokenHash, UserKey};
+    let lifetimes = Lifetimes {
+        session: 3600,
+        remember_me: 86_400,
+        max_lifetime: 86_400,
+    };
+    let agent = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
+    let session = shared::Session::new("u", false, Some(agent), lifetimes, 1000);
+    let user = UserKey::for_user("u");
+    let mut item = records::dynamodb_session(&user, &TokenHash([0; 32]), &session);
+    let refreshed = item.remove("last_refreshed_at").unwrap();
+    item.remove("device").unwrap();
+    item.insert("last_seen_at".into(), refreshed);
+    item.insert("user_agent".into(), AttributeValue::S(agent[..64].into()));
+    let read = records::dynamodb_session_decode(&user, &item).unwrap();
+    assert_eq!(read.last_refreshed_at, 1000);
+    assert_eq!(read.device.as_deref(), Some("Linux"), "{read:?}");
+    // Once refreshed, the new name is written beside the old one, and wins.
+    item.insert("last_refreshed_at".into(), AttributeValue::N("2000".into()));
+    let read = records::dynamodb_session_decode(&user, &item).unwrap();
+    assert_eq!(read.last_refreshed_at, 2000);
 }

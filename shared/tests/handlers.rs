@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use shared::config::RedisMode;
 use shared::session::{Session, now_unix};
 use shared::store::{MemoryStore, RedisStore};
+use shared::token::SessionId;
 use shared::{Config, Endpoint, SessionToken, State, Store, handle};
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -297,6 +298,8 @@ async fn assert_jwt_refused(api: &Api, jwt: &str, why: &str) {
         (Endpoint::SessionCreate, to(Endpoint::SessionCreate)),
         (Endpoint::SessionLogoutAll, to(Endpoint::SessionLogoutAll)),
         (Endpoint::SessionStats, to(Endpoint::SessionStats)),
+        (Endpoint::SessionList, to(Endpoint::SessionList)),
+        (Endpoint::SessionRevoke, to(Endpoint::SessionRevoke)),
         (Endpoint::CacheGet, cache(Endpoint::CacheGet, "user_jwt")),
         (Endpoint::CachePut, cache(Endpoint::CachePut, "user_jwt")),
     ];
@@ -456,7 +459,9 @@ async fn refresh_never_passes_the_absolute_cap() {
     let api = Api::redis_with(&[("SESSION_TIMEOUT", "60"), ("SESSION_MAX_LIFETIME", "100")]).await;
     // Fifty seconds old: ten left in its window, fifty before the cap.
     let token = api.session_aged("user_cap", 50).await;
-    let created_at = api.store().sessions_of(token.user_key()).await.unwrap()[0].created_at;
+    let created_at = api.store().sessions_of(token.user_key()).await.unwrap()[0]
+        .1
+        .created_at;
     let reply = api
         .send(
             Endpoint::SessionRefresh,
@@ -592,6 +597,311 @@ async fn logout_all_counts_only_active_sessions() {
     api.validate(lapsed.expose())
         .await
         .err(401, "invalid_token");
+}
+
+const CHROME_MAC: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+const FIREFOX_LINUX: &str =
+    "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
+
+/// A session of `user` made through create by a browser sending `agent`; its token.
+async fn create_from(api: &Api, user: &str, agent: &str, remember_me: bool) -> String {
+    let body = json!({ "remember_me": remember_me }).to_string();
+    let reply = api
+        .send(
+            Endpoint::SessionCreate,
+            to(Endpoint::SessionCreate)
+                .jwt(&jwt(user))
+                .header("User-Agent", agent)
+                .text(&body),
+        )
+        .await;
+    reply.ok()["session_token"]
+        .as_str()
+        .expect("a token")
+        .to_owned()
+}
+
+fn session_id(token: &str) -> String {
+    SessionId::of(&SessionToken::parse(token).unwrap().hash()).to_string()
+}
+
+#[tokio::test]
+async fn list_shows_the_callers_active_sessions_newest_first() {
+    let api = Api::redis().await;
+    let older = api.session_aged("user_list", 100).await;
+    let mac = create_from(&api, "user_list", CHROME_MAC, true).await;
+    // Created in the same second as `mac`; the order between the two is the token hashes'.
+    let linux = create_from(&api, "user_list", FIREFOX_LINUX, false).await;
+    api.session_aged("user_list", 10 * 86_400).await; // lapsed long ago
+    let others = api.create("user_list_other", false).await;
+
+    let by_token = api
+        .send(
+            Endpoint::SessionList,
+            to(Endpoint::SessionList).token(&mac).empty(),
+        )
+        .await;
+    let body = by_token.ok();
+    assert_eq!(body["user_id"], json!("user_list"));
+    let sessions = body["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 3, "{}", by_token.raw);
+    let ids: Vec<&str> = sessions
+        .iter()
+        .map(|s| s["session_id"].as_str().unwrap())
+        .collect();
+    let mut newest = [session_id(&mac), session_id(&linux)];
+    let hash = |t: &str| SessionToken::parse(t).unwrap().hash();
+    if hash(&mac).as_bytes() > hash(&linux).as_bytes() {
+        newest.reverse();
+    }
+    assert_eq!(ids[..2], newest.each_ref().map(String::as_str));
+    assert_eq!(ids[2], SessionId::of(&older.hash()).to_string());
+    assert!(!ids.contains(&session_id(&others).as_str()));
+    for session in sessions {
+        let keys: Vec<&str> = session
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "created_at",
+                "current",
+                "device",
+                "expires_at",
+                "last_refreshed_at",
+                "remember_me",
+                "session_id"
+            ]
+        );
+        assert_eq!(
+            session["current"],
+            json!(session["session_id"] == json!(session_id(&mac)))
+        );
+        assert!(unix(&session["created_at"]) <= unix(&session["last_refreshed_at"]));
+        assert!(unix(&session["expires_at"]) > now_unix());
+        // Never the token, never the whole hash.
+        let id = session["session_id"].as_str().unwrap();
+        assert_eq!(id.len(), 16);
+        assert!(!mac.contains(id) && !linux.contains(id));
+    }
+    let by_id = |id: &str| {
+        sessions
+            .iter()
+            .find(|s| s["session_id"] == json!(id))
+            .unwrap()
+            .clone()
+    };
+    let mac_row = by_id(&session_id(&mac));
+    assert_eq!(mac_row["device"], json!("Chrome 131 on macOS"));
+    assert_eq!(mac_row["remember_me"], json!(true));
+    assert_eq!(mac_row["current"], json!(true));
+    assert_eq!(
+        by_id(&session_id(&linux))["device"],
+        json!("Firefox 133 on Linux")
+    );
+    assert_eq!(by_id(&session_id(&linux))["remember_me"], json!(false));
+    assert_eq!(
+        by_id(&SessionId::of(&older.hash()).to_string())["device"],
+        json!("unknown")
+    );
+
+    // A refresh moves last_refreshed_at, and the list shows it.
+    api.send(
+        Endpoint::SessionRefresh,
+        to(Endpoint::SessionRefresh).token(&linux).empty(),
+    )
+    .await
+    .ok();
+    // With a Clerk JWT: the same sessions, none current.
+    let by_jwt = api
+        .send(
+            Endpoint::SessionList,
+            to(Endpoint::SessionList).jwt(&jwt("user_list")).empty(),
+        )
+        .await;
+    let listed = by_jwt.ok()["sessions"].as_array().unwrap();
+    assert_eq!(listed.len(), 3);
+    assert!(listed.iter().all(|s| s["current"] == json!(false)));
+
+    // No session at all: an empty list.
+    let none = api
+        .send(
+            Endpoint::SessionList,
+            to(Endpoint::SessionList)
+                .jwt(&jwt("user_list_none"))
+                .empty(),
+        )
+        .await;
+    assert_eq!(none.ok()["sessions"], json!([]));
+    // A revoked token lists nothing.
+    api.send(
+        Endpoint::SessionLogout,
+        to(Endpoint::SessionLogout).token(&others).empty(),
+    )
+    .await
+    .ok();
+    api.send(
+        Endpoint::SessionList,
+        to(Endpoint::SessionList).token(&others).empty(),
+    )
+    .await
+    .err(401, "invalid_token");
+}
+
+#[tokio::test]
+async fn revoke_ends_that_one_session_of_the_caller() {
+    let api = Api::redis().await;
+    let here = create_from(&api, "user_rev", CHROME_MAC, false).await;
+    let there = create_from(&api, "user_rev", FIREFOX_LINUX, true).await;
+    let bystander = api.create("user_rev", false).await;
+    let others = api.create("user_rev_other", false).await;
+    let revoke = |credential: Result<&str, String>, id: &str| {
+        let builder = match &credential {
+            Ok(token) => to(Endpoint::SessionRevoke).token(token),
+            Err(jwt) => to(Endpoint::SessionRevoke).jwt(jwt),
+        };
+        api.send(
+            Endpoint::SessionRevoke,
+            builder.json(&json!({ "session_id": id })),
+        )
+    };
+
+    // "Sign out that other device".
+    let reply = revoke(Ok(&here), &session_id(&there)).await;
+    assert_eq!(
+        reply.ok(),
+        &json!({
+            "success": true,
+            "user_id": "user_rev",
+            "session_id": session_id(&there),
+            "current": false,
+        })
+    );
+    api.validate(&there).await.err(401, "invalid_token");
+    api.validate(&here).await.ok();
+    api.validate(&bystander).await.ok();
+    // Gone once: the same id again is unknown.
+    revoke(Ok(&here), &session_id(&there))
+        .await
+        .err(404, "session_not_found");
+
+    // Another user's session id answers exactly as an unknown one, and that session stays.
+    let theirs = revoke(Ok(&here), &session_id(&others)).await;
+    let never = SessionToken::mint("user_rev");
+    let unknown = revoke(Ok(&here), &session_id(never.expose())).await;
+    theirs.err(404, "session_not_found");
+    assert_eq!(theirs.raw, unknown.raw);
+    assert_eq!(theirs.status, unknown.status);
+    api.validate(&others).await.ok();
+
+    // With a Clerk JWT.
+    let reply = revoke(Err(jwt("user_rev")), &session_id(&bystander)).await;
+    assert_eq!(reply.ok()["current"], json!(false));
+    api.validate(&bystander).await.err(401, "invalid_token");
+
+    // Revoking one's own session is a logout.
+    let reply = revoke(Ok(&here), &session_id(&here)).await;
+    assert_eq!(reply.ok()["current"], json!(true));
+    api.validate(&here).await.err(401, "invalid_token");
+    revoke(Ok(&here), &session_id(&here))
+        .await
+        .err(401, "invalid_token");
+    api.validate(&others).await.ok();
+}
+
+#[tokio::test]
+async fn revoke_refuses_bad_bodies_and_writes_nothing() {
+    let api = Api::redis().await;
+    let token = api.create("user_rev_bad", false).await;
+    let id = session_id(&token);
+    let cases: Vec<(String, u16, &str)> = vec![
+        (String::new(), 400, "invalid_json"),
+        ("   ".into(), 400, "invalid_json"),
+        ("{".into(), 400, "invalid_json"),
+        ("[]".into(), 400, "invalid_request"),
+        ("\"x\"".into(), 400, "invalid_request"),
+        ("{}".into(), 400, "invalid_request"),
+        (r#"{"session_id": null}"#.into(), 400, "invalid_request"),
+        (r#"{"session_id": 7}"#.into(), 400, "invalid_request"),
+        (r#"{"session_id": ""}"#.into(), 400, "invalid_request"),
+        (r#"{"session_id": "short"}"#.into(), 400, "invalid_request"),
+        (
+            format!(r#"{{"session_id": "{id}A"}}"#),
+            400,
+            "invalid_request",
+        ),
+        (
+            format!(r#"{{"session_id": "{}+"}}"#, &id[1..]),
+            400,
+            "invalid_request",
+        ),
+        // The token itself is no session id.
+        (
+            format!(r#"{{"session_id": "{token}"}}"#),
+            400,
+            "invalid_request",
+        ),
+        (
+            format!(r#"{{"session_id": "{id}", "pad": "{}"}}"#, "x".repeat(5000)),
+            413,
+            "payload_too_large",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let reply = api
+            .send(
+                Endpoint::SessionRevoke,
+                to(Endpoint::SessionRevoke).token(&token).text(&body),
+            )
+            .await;
+        assert_eq!(reply.status.as_u16(), status, "{body:.80}: {}", reply.raw);
+        reply.err(status, code);
+        api.validate(&token).await.ok();
+    }
+    // No credential, a forged one: 401, and the session stays.
+    let body = json!({ "session_id": id });
+    api.send(
+        Endpoint::SessionRevoke,
+        to(Endpoint::SessionRevoke).json(&body),
+    )
+    .await
+    .err(401, "missing_credentials");
+    let forged = SessionToken::mint("user_rev_bad");
+    api.send(
+        Endpoint::SessionRevoke,
+        to(Endpoint::SessionRevoke)
+            .token(forged.expose())
+            .json(&body),
+    )
+    .await
+    .err(401, "invalid_token");
+    api.send(
+        Endpoint::SessionRevoke,
+        to(Endpoint::SessionRevoke).jwt("not.a.jwt").json(&body),
+    )
+    .await
+    .err(401, "invalid_jwt");
+    api.validate(&token).await.ok();
+    // The wrong method.
+    api.send(
+        Endpoint::SessionRevoke,
+        request(Method::GET, Endpoint::SessionRevoke.path())
+            .token(&token)
+            .empty(),
+    )
+    .await
+    .err(405, "method_not_allowed");
+    api.send(
+        Endpoint::SessionList,
+        request(Method::POST, Endpoint::SessionList.path())
+            .token(&token)
+            .empty(),
+    )
+    .await
+    .err(405, "method_not_allowed");
 }
 
 #[tokio::test]
@@ -836,6 +1146,8 @@ async fn no_credentials_is_missing_credentials() {
         (Endpoint::SessionCreate, to(Endpoint::SessionCreate)),
         (Endpoint::SessionLogoutAll, to(Endpoint::SessionLogoutAll)),
         (Endpoint::SessionStats, to(Endpoint::SessionStats)),
+        (Endpoint::SessionList, to(Endpoint::SessionList)),
+        (Endpoint::SessionRevoke, to(Endpoint::SessionRevoke)),
         (Endpoint::CacheGet, cache(Endpoint::CacheGet, "u1")),
         (Endpoint::CachePut, cache(Endpoint::CachePut, "u1")),
     ];
@@ -1710,6 +2022,7 @@ async fn jwks_down_at_first_use_is_auth_unavailable() {
     for (endpoint, builder) in [
         (Endpoint::SessionLogoutAll, to(Endpoint::SessionLogoutAll)),
         (Endpoint::SessionStats, to(Endpoint::SessionStats)),
+        (Endpoint::SessionList, to(Endpoint::SessionList)),
         (Endpoint::CacheGet, cache(Endpoint::CacheGet, "u1")),
     ] {
         api.send(endpoint, builder.jwt(&kid_jwt("u1", "kid1")).empty())
@@ -2243,6 +2556,8 @@ async fn non_utf8_headers_are_refused_cleanly() {
         Endpoint::SessionLogout,
         Endpoint::SessionLogoutAll,
         Endpoint::SessionStats,
+        Endpoint::SessionList,
+        Endpoint::SessionRevoke,
     ] {
         let reply = api
             .send(
@@ -2368,24 +2683,22 @@ async fn huge_header_values_are_refused_cleanly() {
         .await;
     reply.ok();
     assert!(reply.header(ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
-    // A huge User-Agent is cut, not stored whole.
+    // A huge User-Agent is read for its label, not stored.
+    let agent = format!(
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 {huge}"
+    );
     let reply = api
         .send(
             Endpoint::SessionCreate,
             to(Endpoint::SessionCreate)
                 .jwt(&jwt("u_agent"))
-                .header("User-Agent", huge.as_str())
+                .header("User-Agent", agent.as_str())
                 .empty(),
         )
         .await;
     let token = SessionToken::parse(reply.ok()["session_token"].as_str().unwrap()).unwrap();
     let sessions = api.store().sessions_of(token.user_key()).await.unwrap();
-    assert!(
-        sessions[0]
-            .user_agent
-            .as_deref()
-            .is_some_and(|ua| ua.len() <= 64)
-    );
+    assert_eq!(sessions[0].1.device.as_deref(), Some("Chrome 131 on macOS"));
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! The history checker: the proof of the store protocol.
 //!
-//! Seeded, randomized concurrent histories — create, validate, refresh, logout, logout-all, stats,
-//! cache put and get, and the same calls with forged, unknown and expired tokens — from several
+//! Seeded, randomized concurrent histories — create, validate, refresh, logout, logout-all, revoke
+//! one session by its id (as the session list names it), stats, cache put and get, and the same
+//! calls with forged, unknown and expired tokens or another user's session id — from several
 //! store instances (each a Lambda container with its own epoch cache and Redis skip state),
 //! against a real redis-server (through a fault proxy) and moto, while faults are injected: Redis
 //! killed and restarted empty, frozen (SIGSTOP), its replies delayed past the command timeout, its
@@ -9,7 +10,8 @@
 //! failed part-way, writes applied with their answer lost. Every call's start, end and result is recorded, and each user's history is
 //! judged against a sequential model of sessions:
 //!
-//! - **revoked stays revoked**: after a logout or logout-all completed, no call that starts once
+//! - **revoked stays revoked**: after a logout, a revoke or a logout-all completed, no call that
+//!   starts once
 //!   the protocol's bound has passed (`EPOCH_CHECK_INTERVAL`, counted from the end of the
 //!   revocation; the protocol counts a container's copy of the epoch from when its read was sent)
 //!   accepts that session, on any container;
@@ -18,8 +20,9 @@
 //! - **forged, unknown and expired tokens** are never accepted, and no key or item of a user
 //!   the checker never signed in appears in either store;
 //! - **once quiet** (faults healed): every container and the record agree on every session, the
-//!   user's stats count what the record holds, Redis trusts no session the record lacks, and
-//!   every Redis key has a TTL.
+//!   session list of every container names exactly the sessions validate accepts, the user's
+//!   stats count what the record holds, Redis trusts no session the record lacks, and every Redis
+//!   key has a TTL.
 //!
 //! A failing run prints its seed and the history, then shrinks it (fewer users, fewer calls, no
 //! faults) to the smallest parameters that still fail. `HISTORY_SEED` replays one run;
@@ -30,7 +33,7 @@ mod support;
 
 use shared::session::{Lifetimes, Session, now_unix};
 use shared::store::{RedisConnect, RedisStore, TieredStore};
-use shared::token::UserKey;
+use shared::token::{SessionId, UserKey};
 use shared::{SessionToken, Store};
 use std::collections::HashSet;
 use std::fmt;
@@ -87,7 +90,7 @@ struct Mix {
 
 /// The kinds of call and their base weights; a run scales each by 0, 1 or 3 (create and
 /// validate are never left out).
-const CALLS: [(&str, u32); 12] = [
+const CALLS: [(&str, u32); 14] = [
     ("create", 20),
     ("validate", 25),
     ("refresh", 12),
@@ -100,6 +103,8 @@ const CALLS: [(&str, u32); 12] = [
     ("forged-refresh", 4),
     ("forged-logout", 5),
     ("expired", 5),
+    ("revoke", 6),
+    ("forged-revoke", 4),
 ];
 /// How many kinds of fault `inject_faults` knows.
 const FAULT_KINDS: u32 = 9;
@@ -147,6 +152,8 @@ enum Call {
     Validate(usize),
     Refresh(usize),
     Logout(usize),
+    /// Revoke session `i` by its session id, as another device of the same user would.
+    Revoke(usize),
     LogoutAll,
     Stats,
     CachePut,
@@ -162,6 +169,8 @@ enum ForgedCall {
     Validate,
     Refresh,
     Logout,
+    /// The id of a session never issued, under this user or a user never signed in.
+    Revoke,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -484,6 +493,8 @@ fn pick_call(rng: &mut Rng, mix: &Mix, user: &UserRun) -> Call {
         8 => Call::Forged(ForgedCall::Validate),
         9 => Call::Forged(ForgedCall::Refresh),
         10 => Call::Forged(ForgedCall::Logout),
+        12 => Call::Revoke(existing(rng)),
+        13 => Call::Forged(ForgedCall::Revoke),
         _ => Call::Expired,
     }
 }
@@ -514,6 +525,10 @@ async fn perform(store: &Store, user: &UserRun, call: &Call, forged_user: &str) 
             .delete(&user.tokens[*i])
             .await
             .map_or_else(failed, Outcome::Removed),
+        Call::Revoke(i) => store
+            .revoke(&key, &SessionId::of(&user.tokens[*i].hash()), now)
+            .await
+            .map_or_else(failed, Outcome::Removed),
         Call::LogoutAll => store
             .delete_user(&key, now)
             .await
@@ -542,6 +557,10 @@ async fn perform(store: &Store, user: &UserRun, call: &Call, forged_user: &str) 
                 ForgedCall::Validate => store.get(&token, now).await.map(|s| s.is_some()),
                 ForgedCall::Refresh => store.refresh(&token, now).await.map(|s| s.is_some()),
                 ForgedCall::Logout => store.delete(&token).await,
+                ForgedCall::Revoke => {
+                    let id = SessionId::of(&token.hash());
+                    store.revoke(&UserKey::for_user(owner), &id, now).await
+                }
             };
             match result {
                 Ok(true) => Outcome::Accepted,
@@ -742,10 +761,10 @@ fn judge(plan: &Plan, user: &UserRun, events: &[Event], faults: &[Fault]) -> Vec
         let Some(create) = creates[token] else {
             continue;
         };
-        // Calls that may revoke this session: its logouts, and every logout-all.
+        // Calls that may revoke this session: its logouts and revokes, and every logout-all.
         let revocations: Vec<&Event> = events
             .iter()
-            .filter(|r| matches!(r.call, Call::Logout(j) if j == token))
+            .filter(|r| matches!(r.call, Call::Logout(j) | Call::Revoke(j) if j == token))
             .chain(logout_alls.iter().copied())
             .collect();
         match e.outcome {
@@ -757,7 +776,7 @@ fn judge(plan: &Plan, user: &UserRun, events: &[Event], faults: &[Fault]) -> Vec
                 // other connections sent since. Its token never reached a client.
                 let revoked = revocations.iter().find(|r| {
                     let completed = match (&r.call, &r.outcome) {
-                        (Call::Logout(_), Outcome::Removed(true)) => true,
+                        (Call::Logout(_) | Call::Revoke(_), Outcome::Removed(true)) => true,
                         (Call::LogoutAll, Outcome::Count(_)) => {
                             create.outcome == Outcome::Done && r.start > create.end
                         }
@@ -818,7 +837,7 @@ fn gone_stays_gone(creates: &[Option<&Event>], events: &[Event]) -> Vec<String> 
             events.iter().any(|r| {
                 let revokes = match r.call {
                     Call::LogoutAll => true,
-                    Call::Logout(j) => j == i,
+                    Call::Logout(j) | Call::Revoke(j) => j == i,
                     // A create of another session may evict this one at the cap.
                     Call::Create(j) => j != i,
                     _ => false,
@@ -896,7 +915,10 @@ async fn quiet_user(world: &Arc<World>, user: &UserRun, now: i64) -> Vec<String>
             })
         })
         .collect();
-    for read in reads {
+    // What each container's validate accepts, token by token (`None`: it failed).
+    let mut accepted: Vec<Option<HashSet<[u8; 32]>>> =
+        vec![Some(HashSet::new()); world.containers.len()];
+    for (token, read) in user.tokens[..claimed].iter().zip(reads) {
         let (truth, answers, errors) = read.await.expect("a quiet read panicked");
         let first = truth.or(answers[0]);
         if answers.iter().any(|a| *a != first) {
@@ -906,9 +928,36 @@ async fn quiet_user(world: &Arc<World>, user: &UserRun, now: i64) -> Vec<String>
                 user.user
             ));
         }
+        for (seen, answer) in accepted.iter_mut().zip(&answers) {
+            match (answer, seen.as_mut()) {
+                (Some(true), Some(seen)) => {
+                    seen.insert(*token.hash().as_bytes());
+                }
+                (None, _) => *seen = None,
+                _ => {}
+            }
+        }
+    }
+    // The session list names exactly the sessions validate accepts.
+    let key = UserKey::for_user(&user.user);
+    for (c, (store, seen)) in world.containers.iter().zip(&accepted).enumerate() {
+        let (Some(seen), Ok(listed)) = (seen, store.active_sessions(&key, now).await) else {
+            continue;
+        };
+        let listed: HashSet<[u8; 32]> = listed.iter().map(|(h, _)| *h.as_bytes()).collect();
+        if &listed != seen {
+            violations.push(format!(
+                "{}: container {c} lists {} sessions, validate accepts {} (listed only: {}, \
+                 accepted only: {})",
+                user.user,
+                listed.len(),
+                seen.len(),
+                listed.difference(seen).count(),
+                seen.difference(&listed).count(),
+            ));
+        }
     }
     if let Some(record) = &world.record {
-        let key = UserKey::for_user(&user.user);
         let truth = record.user_stats(&key, now).await.ok();
         for store in &world.containers {
             let stats = store.user_stats(&key, now).await.ok();

@@ -28,18 +28,22 @@ pub enum Endpoint {
     SessionLogout,
     SessionLogoutAll,
     SessionStats,
+    SessionList,
+    SessionRevoke,
     CacheGet,
     CachePut,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 8] = [
+    pub const ALL: [Endpoint; 10] = [
         Endpoint::SessionCreate,
         Endpoint::SessionValidate,
         Endpoint::SessionRefresh,
         Endpoint::SessionLogout,
         Endpoint::SessionLogoutAll,
         Endpoint::SessionStats,
+        Endpoint::SessionList,
+        Endpoint::SessionRevoke,
         Endpoint::CacheGet,
         Endpoint::CachePut,
     ];
@@ -53,6 +57,8 @@ impl Endpoint {
             Endpoint::SessionLogout => "session-logout",
             Endpoint::SessionLogoutAll => "session-logout-all",
             Endpoint::SessionStats => "session-stats",
+            Endpoint::SessionList => "session-list",
+            Endpoint::SessionRevoke => "session-revoke",
             Endpoint::CacheGet => "cache-get",
             Endpoint::CachePut => "cache-put",
         }
@@ -60,7 +66,10 @@ impl Endpoint {
 
     pub fn method(self) -> Method {
         match self {
-            Endpoint::SessionValidate | Endpoint::SessionStats | Endpoint::CacheGet => Method::GET,
+            Endpoint::SessionValidate
+            | Endpoint::SessionStats
+            | Endpoint::SessionList
+            | Endpoint::CacheGet => Method::GET,
             _ => Method::POST,
         }
     }
@@ -74,6 +83,8 @@ impl Endpoint {
             Endpoint::SessionLogout => "/api/session/logout",
             Endpoint::SessionLogoutAll => "/api/session/logout-all",
             Endpoint::SessionStats => "/api/session/stats",
+            Endpoint::SessionList => "/api/session/list",
+            Endpoint::SessionRevoke => "/api/session/revoke",
             Endpoint::CacheGet | Endpoint::CachePut => "/api/cache/user/{user_id}",
         }
     }
@@ -101,6 +112,8 @@ pub async fn handle(state: &State, endpoint: Endpoint, req: Request) -> Response
             Endpoint::SessionLogout => session::logout(state, &req).await.map(Reply::from),
             Endpoint::SessionLogoutAll => session::logout_all(state, &req).await.map(Reply::from),
             Endpoint::SessionStats => stats::stats(state, &req).await.map(Reply::from),
+            Endpoint::SessionList => session::list(state, &req).await.map(Reply::from),
+            Endpoint::SessionRevoke => session::revoke(state, &req).await.map(Reply::from),
             Endpoint::CacheGet => cache::get(state, &req).await,
             Endpoint::CachePut => cache::put(state, &req).await.map(Reply::from),
         }
@@ -357,12 +370,21 @@ pub(crate) async fn jwt_caller(state: &State, req: &Request) -> Result<String, A
 
 /// The caller's user id from a session token when one is sent, else from a Clerk JWT.
 pub(crate) async fn any_caller(state: &State, req: &Request, now: i64) -> Result<String, ApiError> {
+    Ok(caller(state, req, now).await?.0)
+}
+
+/// As [`any_caller`], with the session token when that is what the caller sent.
+pub(crate) async fn caller(
+    state: &State,
+    req: &Request,
+    now: i64,
+) -> Result<(String, Option<SessionToken>), ApiError> {
     if http::has_header(req, SESSION_TOKEN_HEADER) {
-        let (_, session) = session_caller(state, req, now).await?;
-        return Ok(session.user_id);
+        let (token, session) = session_caller(state, req, now).await?;
+        return Ok((session.user_id, Some(token)));
     }
     if http::has_header(req, AUTHORIZATION) {
-        return jwt_caller(state, req).await;
+        return Ok((jwt_caller(state, req).await?, None));
     }
     Err(ApiError::missing_credentials(
         "an X-Session-Token header or an Authorization: Bearer <Clerk JWT> header",

@@ -1,22 +1,24 @@
-//! Session lifecycle: create, validate, refresh, logout, logout-all.
+//! Session lifecycle: create, validate, refresh, logout, logout-all; and a user's own view of
+//! their sessions: list, revoke one.
 
-use super::{Reply, SessionAnswer, any_caller, jwt_caller, session_caller};
+use super::{Reply, SessionAnswer, any_caller, caller, jwt_caller, rfc3339, session_caller};
 use crate::error::ApiError;
 use crate::http;
 use crate::session::{Session, now_unix};
 use crate::state::State;
-use crate::token::{SessionToken, UserKey};
+use crate::token::{SessionId, SessionToken, UserKey};
 use lambda_http::Request;
 use lambda_http::http::header::USER_AGENT;
 use serde_json::{Value, json};
 
-/// Largest body `create` reads: it only takes `{"remember_me": bool}`.
-const CREATE_BODY_LIMIT: usize = 4 * 1024;
+/// Largest body `create` and `revoke` read: they take `{"remember_me": bool}` and
+/// `{"session_id": "…"}`.
+const SMALL_BODY_LIMIT: usize = 4 * 1024;
 
 /// `POST /api/session/create`: trades a Clerk JWT for a session token.
 pub async fn create(state: &State, req: &Request) -> Result<Reply, ApiError> {
     let user_id = jwt_caller(state, req).await?;
-    let remember_me = match http::json_body(req, CREATE_BODY_LIMIT)? {
+    let remember_me = match http::json_body(req, SMALL_BODY_LIMIT)? {
         None => false,
         Some(Value::Object(body)) => match body.get("remember_me") {
             None | Some(Value::Null) => false,
@@ -78,6 +80,63 @@ pub async fn logout_all(state: &State, req: &Request) -> Result<Value, ApiError>
         .delete_user(&UserKey::for_user(&user_id), now)
         .await?;
     Ok(json!({ "user_id": user_id, "revoked": revoked }))
+}
+
+/// `GET /api/session/list`: the caller's active sessions, newest first, each named by its
+/// [`SessionId`]; `current` marks the one whose token made the request.
+pub async fn list(state: &State, req: &Request) -> Result<Value, ApiError> {
+    let now = now_unix();
+    let (user_id, token) = caller(state, req, now).await?;
+    let current = token.map(|t| t.hash());
+    let sessions = state
+        .store
+        .active_sessions(&UserKey::for_user(&user_id), now)
+        .await?;
+    let sessions: Vec<Value> = sessions
+        .iter()
+        .map(|(hash, session)| {
+            json!({
+                "session_id": SessionId::of(hash).to_string(),
+                "created_at": rfc3339(session.created_at),
+                "last_refreshed_at": rfc3339(session.last_refreshed_at),
+                "expires_at": rfc3339(session.expiry()),
+                "remember_me": session.remember_me,
+                "device": session.device.as_deref().unwrap_or("unknown"),
+                "current": current.as_ref() == Some(hash),
+            })
+        })
+        .collect();
+    Ok(json!({ "user_id": user_id, "sessions": sessions }))
+}
+
+/// `POST /api/session/revoke`: ends one session of the caller's, named by its id from the list.
+/// An unknown id and another user's answer alike, 404.
+pub async fn revoke(state: &State, req: &Request) -> Result<Value, ApiError> {
+    let now = now_unix();
+    let (user_id, token) = caller(state, req, now).await?;
+    let raw = match http::json_body(req, SMALL_BODY_LIMIT)? {
+        Some(Value::Object(body)) => match body.get("session_id") {
+            Some(Value::String(id)) => id.clone(),
+            None | Some(Value::Null) => {
+                return Err(ApiError::invalid_request("send {\"session_id\": \"…\"}"));
+            }
+            Some(_) => return Err(ApiError::invalid_request("session_id must be a string")),
+        },
+        None => return Err(ApiError::invalid_json("an empty body")),
+        Some(_) => return Err(ApiError::invalid_request("the body must be a JSON object")),
+    };
+    let id = SessionId::parse(&raw).ok_or_else(|| {
+        ApiError::invalid_request("session_id must be a session_id from /api/session/list")
+    })?;
+    if !state
+        .store
+        .revoke(&UserKey::for_user(&user_id), &id, now)
+        .await?
+    {
+        return Err(ApiError::session_not_found());
+    }
+    let current = token.is_some_and(|t| id.names(&t.hash()));
+    Ok(json!({ "user_id": user_id, "session_id": raw, "current": current }))
 }
 
 /// The well-formed session token of `X-Session-Token`; the store is not asked.

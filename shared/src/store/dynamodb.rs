@@ -396,7 +396,7 @@ impl DynamoStore {
             .table_name(&self.table)
             .set_key(Some(key(user, &session_sk(hash))))
             .update_expression(
-                "SET expires_at = :now + idle_timeout, last_seen_at = :now, #ttl = :now + idle_timeout",
+                "SET expires_at = :now + idle_timeout, last_refreshed_at = :now, #ttl = :now + idle_timeout",
             )
             .condition_expression(
                 "attribute_exists(pk) AND expires_at > :now AND absolute_expires_at > :now",
@@ -524,11 +524,20 @@ impl DynamoStore {
         collect(pages).await
     }
 
-    pub(super) async fn sessions_of(&self, user: &UserKey) -> Result<Vec<Session>, StoreError> {
+    pub(super) async fn sessions_of(
+        &self,
+        user: &UserKey,
+    ) -> Result<Vec<(TokenHash, Session)>, StoreError> {
         within(self.call_timeout, self.query_sessions(user))
             .await?
             .iter()
-            .map(|item| decode(user, item))
+            .map(|item| {
+                let hash = match item.get("sk") {
+                    Some(AttributeValue::S(sk)) => hash_of_sk(sk),
+                    _ => None,
+                };
+                Ok((hash.ok_or_else(|| corrupt("sk"))?, decode(user, item)?))
+            })
             .collect()
     }
 
@@ -743,12 +752,15 @@ pub(super) fn encode(user: &UserKey, hash: &TokenHash, session: &Session) -> Ite
             "remember_me".to_owned(),
             AttributeValue::Bool(session.remember_me),
         ),
-        ("last_seen_at".to_owned(), number(session.last_seen_at)),
+        (
+            "last_refreshed_at".to_owned(),
+            number(session.last_refreshed_at),
+        ),
         ("ttl".to_owned(), number(session.expiry())),
     ]);
-    // An empty user agent is none, as in a Redis record.
-    if let Some(ua) = session.user_agent.as_ref().filter(|ua| !ua.is_empty()) {
-        item.insert("user_agent".to_owned(), AttributeValue::S(ua.clone()));
+    // An empty device is none, as in a Redis record.
+    if let Some(device) = session.device.as_ref().filter(|d| !d.is_empty()) {
+        item.insert("device".to_owned(), AttributeValue::S(device.clone()));
     }
     item
 }
@@ -787,9 +799,11 @@ pub(super) fn decode(user: &UserKey, item: &Item) -> Result<Session, StoreError>
             _ => return Err(corrupt("idle_timeout")),
         },
         remember_me: matches!(item.get("remember_me"), Some(AttributeValue::Bool(true))),
-        last_seen_at: int(item, "last_seen_at")?,
-        user_agent: match item.get("user_agent") {
-            Some(AttributeValue::S(ua)) if !ua.is_empty() => Some(ua.clone()),
+        // Items written before these names held `last_seen_at` and `user_agent` (the first 64
+        // bytes of one); a refresh since has written `last_refreshed_at` beside the old name.
+        last_refreshed_at: int(item, "last_refreshed_at").or_else(|_| int(item, "last_seen_at"))?,
+        device: match item.get("device").or_else(|| item.get("user_agent")) {
+            Some(AttributeValue::S(stored)) => crate::session::stored_device(stored),
             _ => None,
         },
     })

@@ -123,12 +123,15 @@ impl MemoryStore {
         Ok(removed.values().filter(|s| s.is_active(now)).count() as u64)
     }
 
-    pub(super) async fn sessions_of(&self, user: &UserKey) -> Result<Vec<Session>, StoreError> {
+    pub(super) async fn sessions_of(
+        &self,
+        user: &UserKey,
+    ) -> Result<Vec<(TokenHash, Session)>, StoreError> {
         Ok(self
             .lock()
             .sessions
             .get(user)
-            .map(|sessions| sessions.values().cloned().collect())
+            .map(|sessions| sessions.iter().map(|(h, s)| (*h, s.clone())).collect())
             .unwrap_or_default())
     }
 

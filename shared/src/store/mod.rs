@@ -17,7 +17,7 @@ pub use select::SelectError;
 pub use tiered::{RedisConnect, TieredStore};
 
 use crate::session::{GlobalStats, Session, UserStats};
-use crate::token::{SessionToken, UserKey};
+use crate::token::{SessionId, SessionToken, TokenHash, UserKey};
 use std::fmt;
 
 /// The stores' record formats on their own: what each store writes and how it reads that back,
@@ -202,13 +202,57 @@ impl Store {
         backend!(self, s => s.delete_user(user, now).await)
     }
 
-    /// Every session the store holds for a user, expired ones included.
-    pub async fn sessions_of(&self, user: &UserKey) -> Result<Vec<Session>, StoreError> {
+    /// Every session the store holds for a user, expired ones included, each with its token's
+    /// hash. With both stores, the record's.
+    pub async fn sessions_of(
+        &self,
+        user: &UserKey,
+    ) -> Result<Vec<(TokenHash, Session)>, StoreError> {
         backend!(self, s => s.sessions_of(user).await)
     }
 
+    /// A user's active sessions, newest first (ties in token-hash order, so the order is stable).
+    pub async fn active_sessions(
+        &self,
+        user: &UserKey,
+        now: i64,
+    ) -> Result<Vec<(TokenHash, Session)>, StoreError> {
+        let mut sessions = self.sessions_of(user).await?;
+        sessions.retain(|(_, session)| session.is_active(now));
+        sessions.sort_by(|(ha, a), (hb, b)| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| ha.as_bytes().cmp(hb.as_bytes()))
+        });
+        Ok(sessions)
+    }
+
+    /// Ends the active session of `user` that `id` names, as a logout of its token would; `true`
+    /// if there was one. An id of another user's session names nothing here: only this user's
+    /// sessions are looked at.
+    pub async fn revoke(
+        &self,
+        user: &UserKey,
+        id: &SessionId,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let found = self
+            .active_sessions(user, now)
+            .await?
+            .into_iter()
+            .find(|(hash, _)| id.names(hash));
+        let Some((hash, _)) = found else {
+            return Ok(false);
+        };
+        // Gone by the time it is deleted (a logout, a logout-all, expiry in between) is gone
+        // all the same: the caller asked for this session to end, and it has.
+        backend!(self, s => s.delete(user, &hash).await)?;
+        Ok(true)
+    }
+
     pub async fn user_stats(&self, user: &UserKey, now: i64) -> Result<UserStats, StoreError> {
-        Ok(UserStats::of(&self.sessions_of(user).await?, now))
+        let sessions = self.sessions_of(user).await?;
+        Ok(UserStats::of(sessions.iter().map(|(_, s)| s), now))
     }
 
     /// Figures across every user. Walks the store: for admins, not for a hot path, and for at

@@ -724,7 +724,10 @@ impl RedisStore {
             .await
     }
 
-    pub(super) async fn sessions_of(&self, user: &UserKey) -> Result<Vec<Session>, StoreError> {
+    pub(super) async fn sessions_of(
+        &self,
+        user: &UserKey,
+    ) -> Result<Vec<(TokenHash, Session)>, StoreError> {
         let records: Vec<(Vec<u8>, String)> = self
             .run(|mut c| async move {
                 redis::cmd("HGETALL")
@@ -736,7 +739,11 @@ impl RedisStore {
         records
             .iter()
             .filter(|(field, value)| field.as_slice() != MARKER.as_bytes() && !is_tombstone(value))
-            .map(|(_, r)| decode(user, r).map(|(session, _)| session))
+            .map(|(field, record)| {
+                let hash =
+                    <[u8; 32]>::try_from(field.as_slice()).map_err(|_| corrupt("session field"))?;
+                Ok((TokenHash(hash), decode(user, record)?.0))
+            })
             .collect()
     }
 
@@ -938,9 +945,9 @@ pub(super) fn decode_cache(value: &str) -> Result<(i64, u64, &str), StoreError> 
     }
 }
 
-/// `created|expires|absolute|idle|remember|last_seen|epoch|user_agent`: small enough that a
-/// user's hash stays a compact listpack; the user id is the key's, the user agent (control
-/// characters removed) comes last so it may hold `|`.
+/// `created|expires|absolute|idle|remember|last_refreshed|epoch|device`: the user id is the
+/// key's, the device label comes last. (Records written before labels existed hold the first 64
+/// bytes of a user agent there, which may hold `|`; [`crate::session::stored_device`] reads both.)
 pub(super) fn encode(s: &Session, epoch: u64) -> String {
     format!(
         "{}|{}|{}|{}|{}|{}|{epoch}|{}",
@@ -949,8 +956,8 @@ pub(super) fn encode(s: &Session, epoch: u64) -> String {
         s.absolute_expires_at,
         s.idle_timeout,
         u8::from(s.remember_me),
-        s.last_seen_at,
-        s.user_agent.as_deref().unwrap_or("")
+        s.last_refreshed_at,
+        s.device.as_deref().unwrap_or("")
     )
 }
 
@@ -965,7 +972,7 @@ pub(super) fn decode(user: &UserKey, record: &str) -> Result<(Session, u64), Sto
         Ok(absolute_expires_at),
         Ok(idle_timeout),
         Ok(rm),
-        Ok(last_seen_at),
+        Ok(last_refreshed_at),
         Ok(epoch),
     ) = (
         field().parse::<i64>(),
@@ -979,7 +986,7 @@ pub(super) fn decode(user: &UserKey, record: &str) -> Result<(Session, u64), Sto
     else {
         return Err(corrupt("session record"));
     };
-    let user_agent = parts.next().filter(|ua| !ua.is_empty()).map(str::to_owned);
+    let device = parts.next().and_then(crate::session::stored_device);
     let session = Session {
         user_id: user.user_id(),
         created_at,
@@ -987,8 +994,8 @@ pub(super) fn decode(user: &UserKey, record: &str) -> Result<(Session, u64), Sto
         absolute_expires_at,
         idle_timeout,
         remember_me: rm == 1,
-        last_seen_at,
-        user_agent,
+        last_refreshed_at,
+        device,
     };
     Ok((session, epoch))
 }
@@ -1055,15 +1062,22 @@ mod tests {
             absolute_expires_at: 1_707_776_000,
             idle_timeout: 3600,
             remember_me: true,
-            last_seen_at: 1_700_000_100,
-            user_agent: Some("Mozilla/5.0 | odd".into()),
+            last_refreshed_at: 1_700_000_100,
+            device: Some("Chrome 131 on macOS".into()),
         };
         assert_eq!(
             decode(&user, &encode(&session, 7)).unwrap(),
             (session.clone(), 7)
         );
+        // A record written before device labels: the first 64 bytes of a user agent.
+        let old = encode(&session, 7).replace(
+            "Chrome 131 on macOS",
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) | AppleWebKit/537",
+        );
+        let (read, _) = decode(&user, &old).unwrap();
+        assert_eq!(read.device.as_deref(), Some("macOS"));
         let bare = Session {
-            user_agent: None,
+            device: None,
             ..session
         };
         let record = encode(&bare, 0);

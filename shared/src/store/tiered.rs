@@ -518,7 +518,10 @@ impl TieredStore {
         deleted
     }
 
-    pub(super) async fn sessions_of(&self, user: &UserKey) -> Result<Vec<Session>, StoreError> {
+    pub(super) async fn sessions_of(
+        &self,
+        user: &UserKey,
+    ) -> Result<Vec<(TokenHash, Session)>, StoreError> {
         self.inner.dynamo.sessions_of(user).await
     }
 
