@@ -10,6 +10,7 @@ export declare const ErrorCode: {
   readonly FORBIDDEN: 'forbidden';
   readonly ORIGIN_NOT_ALLOWED: 'origin_not_allowed';
   readonly CACHE_MISS: 'cache_miss';
+  readonly SESSION_NOT_FOUND: 'session_not_found';
   readonly METHOD_NOT_ALLOWED: 'method_not_allowed';
   readonly PAYLOAD_TOO_LARGE: 'payload_too_large';
   readonly STORE_UNAVAILABLE: 'store_unavailable';
@@ -115,6 +116,29 @@ export interface SessionStats {
   [key: string]: unknown;
 }
 
+/** One active session of the user, as listSessions resolves it (newest first). */
+export interface SessionSummary {
+  /** Opaque, 16 base64url characters; what revokeSession takes. Never usable as a token. */
+  sessionId: string;
+  /** RFC 3339 (UTC, seconds), as the service sent it. */
+  createdAt: string;
+  /** RFC 3339; the creation time until the first refresh. */
+  lastRefreshedAt: string;
+  /** RFC 3339. */
+  expiresAt: string;
+  rememberMe: boolean;
+  /** A short label from the User-Agent at create (`Chrome 131 on macOS`), or `unknown`. */
+  device: string;
+  /** This client's own session; always false when listed with a Clerk JWT. */
+  current: boolean;
+}
+
+/** `current: true`: it was this client's own session, now dropped here too (a logout). */
+export interface RevokeResult {
+  revoked: true;
+  current: boolean;
+}
+
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
 export declare class SessionClient {
@@ -126,6 +150,10 @@ export declare class SessionClient {
   logout(): Promise<{ loggedOut: boolean }>;
   logoutAll(options?: { clerkToken?: string }): Promise<{ revoked: number }>;
   stats(options?: { clerkToken?: string }): Promise<SessionStats>;
+  /** The user's active sessions, newest first. The stored session, else the Clerk JWT. */
+  listSessions(options?: { clerkToken?: string }): Promise<SessionSummary[]>;
+  /** Ends one session of the user; rejects with `session_not_found` (404) for an unknown id. */
+  revokeSession(sessionId: string, options?: { clerkToken?: string }): Promise<RevokeResult>;
   /** The cached data, or undefined on a cache miss. userId defaults to the session's user. */
   getUserCache<T extends Json = Json>(userId?: string): Promise<T | undefined>;
   putUserCache(userId: string | undefined, data: Json): Promise<{ expiresAt: string; expiresIn: number }>;
@@ -146,6 +174,8 @@ export declare function refresh(): Promise<SessionInfo>;
 export declare function logout(): Promise<{ loggedOut: boolean }>;
 export declare function logoutAll(options?: { clerkToken?: string }): Promise<{ revoked: number }>;
 export declare function stats(options?: { clerkToken?: string }): Promise<SessionStats>;
+export declare function listSessions(options?: { clerkToken?: string }): Promise<SessionSummary[]>;
+export declare function revokeSession(sessionId: string, options?: { clerkToken?: string }): Promise<RevokeResult>;
 export declare function getUserCache<T extends Json = Json>(userId?: string): Promise<T | undefined>;
 export declare function putUserCache(userId: string | undefined, data: Json): Promise<{ expiresAt: string; expiresIn: number }>;
 export declare function getSession(): Promise<SessionInfo | null>;

@@ -18,6 +18,8 @@ export const ErrorCode = Object.freeze({
   FORBIDDEN: 'forbidden',
   ORIGIN_NOT_ALLOWED: 'origin_not_allowed',
   CACHE_MISS: 'cache_miss',
+  // revokeSession: no active session of the caller's user has that id.
+  SESSION_NOT_FOUND: 'session_not_found',
   METHOD_NOT_ALLOWED: 'method_not_allowed',
   PAYLOAD_TOO_LARGE: 'payload_too_large',
   STORE_UNAVAILABLE: 'store_unavailable',
@@ -287,6 +289,49 @@ export class SessionClient {
     });
   }
 
+  /**
+   * The user's active sessions, newest first: `[{sessionId, createdAt, lastRefreshedAt, expiresAt,
+   * rememberMe, device, current}]` (times RFC 3339, as the service sent them; `current` marks this
+   * client's own session, never set with a Clerk JWT). Uses the stored session, or a Clerk JWT
+   * when none is stored (`{clerkToken}`).
+   */
+  async listSessions({ clerkToken } = {}) {
+    return this.#withCredentials(clerkToken, async (headers) => {
+      const body = await this.#send('GET', '/api/session/list', { headers });
+      if (!Array.isArray(body.sessions)) {
+        throw new SessionError(ErrorCode.BAD_RESPONSE, 'session/list answered without a sessions array', {
+          status: 200,
+          body,
+        });
+      }
+      return body.sessions.map((s) => ({
+        sessionId: s.session_id,
+        createdAt: s.created_at,
+        lastRefreshedAt: s.last_refreshed_at,
+        expiresAt: s.expires_at,
+        rememberMe: s.remember_me,
+        device: s.device,
+        current: s.current === true,
+      }));
+    });
+  }
+
+  /**
+   * Ends one session of the user (a `sessionId` from listSessions): sign out another device.
+   * Resolves `{revoked: true, current}`; `current: true` means it was this client's own session,
+   * which is then dropped here too (a logout). An unknown id, or another user's, rejects with
+   * `session_not_found` (404). Uses the stored session, or a Clerk JWT when none is stored.
+   */
+  async revokeSession(sessionId, { clerkToken } = {}) {
+    requireString(sessionId, 'sessionId');
+    return this.#withCredentials(clerkToken, async (headers, s) => {
+      const body = await this.#send('POST', '/api/session/revoke', { headers, json: { session_id: sessionId } });
+      const current = body.current === true;
+      if (current && s) await this.#forget(s.token);
+      return { revoked: true, current };
+    });
+  }
+
   /** The user's cached data, or `undefined` when there is none (404 cache_miss). */
   async getUserCache(userId) {
     return this.#withSession(async (s) => {
@@ -406,6 +451,14 @@ export class SessionClient {
       return { Authorization: `Bearer ${clerkToken}` };
     }
     throw new SessionError(ErrorCode.NO_SESSION, 'no session: call createSession first');
+  }
+
+  // Runs fn(headers, session) with the stored session (as #withSession does), or with the Clerk
+  // JWT when none is stored: fn(headers, null).
+  async #withCredentials(clerkToken, fn) {
+    if (clerkToken !== undefined) requireString(clerkToken, 'clerkToken');
+    if (await this.#load()) return this.#withSession((s) => fn({ 'X-Session-Token': s.token }, s));
+    return fn(this.#credentials(null, clerkToken), null);
   }
 
   // Runs fn with the stored session, refreshed first when it is due; a refused token is forgotten.
@@ -667,6 +720,8 @@ export const refresh = () => client().refresh();
 export const logout = () => client().logout();
 export const logoutAll = (options) => client().logoutAll(options);
 export const stats = (options) => client().stats(options);
+export const listSessions = (options) => client().listSessions(options);
+export const revokeSession = (sessionId, options) => client().revokeSession(sessionId, options);
 export const getUserCache = (userId) => client().getUserCache(userId);
 export const putUserCache = (userId, data) => client().putUserCache(userId, data);
 export const getSession = () => client().getSession();

@@ -7,8 +7,9 @@
 //              calls made as CORS requests from chrome-extension://<id>
 //
 // and walks create → validate → refresh (explicit, shared, automatic) → cache put/get →
-// logout-all → validate fails, then a Redis outage (503, retried, typed). Each step prints one
-// `[flow]` line. Run by `make test-client-browser` (which installs chromium and playwright-core);
+// logout-all → validate fails; signs out another device (two sessions of one user: list, revoke
+// the other by its id, the other's validate fails); then a Redis outage (503, retried, typed).
+// Each step prints one `[flow]` line. Run by `make test-client-browser` (which installs chromium and playwright-core);
 // by hand: `node test/browser/flow.test.mjs` from clients/extension.
 
 import { describe, test, before, after } from 'node:test';
@@ -18,6 +19,9 @@ import * as h from './harness.mjs';
 const ISSUER = 'session-client-browser-test';
 const USER = 'user_browser';
 const EXT_USER = 'user_extension';
+const DEVICES_USER = 'user_devices';
+// A well-formed session id (16 base64url characters) that names no session.
+const UNKNOWN_ID = 'AAAAAAAAAAAAAAAA';
 // Short sessions, so that the automatic refresh comes within seconds (10 s before expiry).
 const SESSION_TIMEOUT = 20;
 
@@ -81,7 +85,7 @@ before(
         sessionTimeout: SESSION_TIMEOUT,
       });
       console.log(`# API ${api.base} (cargo lambda watch, redis ${redis.url}); allowed origins ${pages.origin}, ${ext.origin}`);
-      console.log(`# the eight functions answered after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      console.log(`# the ${built.packages.length} functions answered after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
       context = await h.launchBrowser(ext.dir);
       page = await context.newPage();
       page.on('pageerror', (e) => console.log(`# page error: ${e.message}`));
@@ -258,6 +262,166 @@ describe('page: the module in a plain page on http://127.0.0.1 (memory storage)'
   });
 });
 
+describe('page: sign out that other device (two devices of one user: list, revoke)', () => {
+  const at = {};
+  // Runs fn(deviceA, deviceB, arg) in the page: two clients with storages of their own.
+  const onDevices = (fn, arg) =>
+    page.evaluate(`attempt(() => (${fn})(window.deviceA, window.deviceB, ${JSON.stringify(arg ?? null)}))`);
+  const ID = /^[A-Za-z0-9_-]{16}$/;
+  const RFC3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/;
+
+  check('two sessions of the same user, one per device: each lists both, exactly one current', { timeout: 60_000 }, async () => {
+    const a = await page.evaluate(
+      ([base, jwt]) => window.attempt(async () => {
+        window.changesA = [];
+        const options = { baseUrl: base, retryBaseMs: 200 };
+        window.deviceA = window.sc.createClient({ ...options, storage: window.sc.memoryStorage(), onSessionChange: (s) => window.changesA.push(s) });
+        window.deviceB = window.sc.createClient({ ...options, storage: window.sc.memoryStorage() });
+        return window.deviceA.createSession(jwt);
+      }),
+      [api.base, keys.sign(DEVICES_USER, pages.origin)],
+    );
+    assert.ok(a.ok, JSON.stringify(a));
+    // A second later, so that created_at (whole seconds) orders them.
+    await sleep(1100);
+    const b = await onDevices((A, B, jwt) => B.createSession(jwt, { rememberMe: true }), keys.sign(DEVICES_USER, pages.origin));
+    assert.ok(b.ok, JSON.stringify(b));
+    at.created = { a: a.value, b: b.value };
+    step('devices', 'deviceA + deviceB.createSession', { a: a.value.expiresAt, b: b.value.expiresAt });
+
+    const lists = await onDevices(async (A, B) => [await A.listSessions(), await B.listSessions()]);
+    assert.ok(lists.ok, JSON.stringify(lists));
+    const [fromA, fromB] = lists.value;
+    await expectWire('GET', '/api/session/list', 2, 200);
+    assert.equal(fromA.length, 2, JSON.stringify(fromA));
+    for (const s of fromA) {
+      assert.deepEqual(Object.keys(s).sort(), ['createdAt', 'current', 'device', 'expiresAt', 'lastRefreshedAt', 'rememberMe', 'sessionId'], JSON.stringify(s));
+      assert.match(s.sessionId, ID);
+      for (const t of [s.createdAt, s.lastRefreshedAt, s.expiresAt]) assert.match(t, RFC3339, JSON.stringify(s));
+      assert.equal(s.lastRefreshedAt, s.createdAt, `not refreshed yet: ${JSON.stringify(s)}`);
+      assert.equal(typeof s.device, 'string');
+      assert.ok(s.device.length > 0, JSON.stringify(s));
+    }
+    assert.equal(fromA.filter((s) => s.current).length, 1, JSON.stringify(fromA));
+    // Newest first: B's session, then A's own.
+    assert.deepEqual(fromA.map((s) => s.current), [false, true], JSON.stringify(fromA));
+    assert.ok(fromA[0].createdAt > fromA[1].createdAt, JSON.stringify(fromA));
+    assert.deepEqual(fromA.map((s) => s.rememberMe), [true, false]);
+    assert.deepEqual(fromA.map((s) => s.expiresAt), [at.created.b.expiresAt, at.created.a.expiresAt]);
+    // From B, the same two, B's the current one.
+    assert.deepEqual(fromB.map((s) => s.sessionId), fromA.map((s) => s.sessionId));
+    assert.deepEqual(fromB.map((s) => s.current), [true, false]);
+    at.mine = fromA[1].sessionId;
+    at.mineCreatedAt = fromA[1].createdAt;
+    at.other = fromA[0].sessionId;
+    const ua = await page.evaluate(() => navigator.userAgent);
+    step('devices', 'deviceA.listSessions()', fromA);
+    step('devices', 'deviceB.listSessions() current', fromB.map((s) => s.current));
+    step('devices', 'navigator.userAgent', ua);
+  });
+
+  check('with a Clerk JWT (no session stored): the same two, none current', { timeout: 30_000 }, async () => {
+    const r = await page.evaluate(
+      ([base, jwt]) => window.attempt(() => window.sc.createClient({ baseUrl: base, storage: window.sc.memoryStorage() }).listSessions({ clerkToken: jwt })),
+      [api.base, keys.sign(DEVICES_USER, pages.origin)],
+    );
+    assert.ok(r.ok, JSON.stringify(r));
+    assert.deepEqual(r.value.map((s) => s.sessionId), [at.other, at.mine]);
+    assert.deepEqual(r.value.map((s) => s.current), [false, false]);
+    step('devices', 'listSessions({clerkToken})', r.value.map((s) => ({ sessionId: s.sessionId, current: s.current })));
+  });
+
+  check('a refresh moves lastRefreshedAt (and expiresAt), not createdAt', { timeout: 30_000 }, async () => {
+    // deviceA's session was made more than a second ago (created_at has whole seconds).
+    const r = await onDevices(async (A) => {
+      const refreshed = await A.refresh();
+      return { refreshed, mine: (await A.listSessions()).find((s) => s.current) };
+    });
+    assert.ok(r.ok, JSON.stringify(r));
+    const { refreshed, mine } = r.value;
+    assert.equal(mine.sessionId, at.mine);
+    assert.equal(mine.createdAt, at.mineCreatedAt);
+    assert.ok(mine.lastRefreshedAt > mine.createdAt, JSON.stringify(mine));
+    assert.equal(mine.expiresAt, refreshed.expiresAt);
+    step('devices', 'deviceA.refresh() + listSessions()', { createdAt: mine.createdAt, lastRefreshedAt: mine.lastRefreshedAt, expiresAt: mine.expiresAt });
+  });
+
+  check('deviceA signs out deviceB by its sessionId; B is refused, A lists one session', { timeout: 30_000 }, async () => {
+    const changes = await page.evaluate(() => window.changesA.length);
+    const r = await onDevices((A, B, id) => A.revokeSession(id), at.other);
+    assert.deepEqual(r, { ok: true, value: { revoked: true, current: false } });
+    await expectWire('POST', '/api/session/revoke', 1, 200);
+    const stillA = await onDevices((A) => A.getSession());
+    assert.equal(stillA.value?.userId, DEVICES_USER, 'A keeps its session');
+    assert.equal(await page.evaluate(() => window.changesA.length), changes, 'no session change on A');
+    step('devices', 'deviceA.revokeSession(<B\'s sessionId>)', r.value);
+
+    const validates = count('GET', '/api/session/validate');
+    const there = await onDevices((A, B) => B.validate());
+    assert.deepEqual(there, { ok: true, value: { valid: false, code: 'invalid_token' } });
+    await expectWire('GET', '/api/session/validate', validates + 1);
+    assert.equal(wire.filter((w) => w.method === 'GET' && w.path === '/api/session/validate').at(-1).status, 401);
+    assert.deepEqual(await onDevices((A, B) => B.getSession()), { ok: true, value: null });
+    step('devices', 'deviceB.validate()', { ...there.value, http: 401 });
+
+    const list = await onDevices((A) => A.listSessions());
+    assert.ok(list.ok, JSON.stringify(list));
+    assert.equal(list.value.length, 1, JSON.stringify(list.value));
+    assert.equal(list.value[0].sessionId, at.mine);
+    assert.equal(list.value[0].current, true);
+    assert.equal((await onDevices((A) => A.validate())).value?.valid, true);
+    step('devices', 'deviceA.listSessions()', list.value.map((s) => ({ sessionId: s.sessionId, current: s.current })));
+  });
+
+  check('revoking an unknown id: session_not_found (404, typed, not retried); a malformed one: invalid_request', { timeout: 30_000 }, async () => {
+    const revokes = count('POST', '/api/session/revoke');
+    const notFound = count('POST', '/api/session/revoke', 404);
+    for (const [id, what] of [[UNKNOWN_ID, 'an unknown id'], [at.other, 'the id just revoked']]) {
+      const r = await onDevices((A, B, sid) => A.revokeSession(sid), id);
+      assert.equal(r.ok, false, JSON.stringify(r));
+      assert.equal(r.name, 'SessionError');
+      assert.equal(r.code, 'session_not_found');
+      assert.equal(r.status, 404);
+      assert.equal(r.retryable, false);
+      step('devices', `revokeSession(${what})`, { error: r.code, status: r.status, message: r.message });
+    }
+    await expectWire('POST', '/api/session/revoke', notFound + 2, 404);
+    assert.equal(count('POST', '/api/session/revoke'), revokes + 2, 'not retried');
+    // 16 characters but not base64url, and too short.
+    for (const id of ['not/a/session/id', 'AAAA']) {
+      const malformed = await onDevices((A, B, sid) => A.revokeSession(sid), id);
+      assert.equal(malformed.code, 'invalid_request', JSON.stringify(malformed));
+      assert.equal(malformed.status, 400);
+      step('devices', `revokeSession('${id}')`, { error: malformed.code, status: malformed.status, message: malformed.message });
+    }
+    assert.equal((await onDevices((A) => A.validate())).value?.valid, true, 'A keeps its session');
+  });
+
+  check('revoking its own session is a logout: current, dropped here, the token refused', { timeout: 30_000 }, async () => {
+    const token = await onDevices((A) => A.getToken());
+    const r = await onDevices((A, B, id) => A.revokeSession(id), at.mine);
+    assert.deepEqual(r, { ok: true, value: { revoked: true, current: true } });
+    assert.deepEqual(await onDevices((A) => A.getSession()), { ok: true, value: null });
+    assert.equal(await page.evaluate(() => window.changesA.at(-1)), null, 'onSessionChange(null)');
+    // The old token, put back in a client's storage: the API itself refuses it now.
+    const old = await page.evaluate(
+      ([base, t]) => window.attempt(async () => {
+        const storage = window.sc.memoryStorage();
+        await storage.set('cssPickerSession', { token: t, userId: 'x', expiresAtMs: Date.now() + 60_000, lifetimeMs: 60_000 });
+        return window.sc.createClient({ baseUrl: base, storage, autoRefresh: false }).validate();
+      }),
+      [api.base, token.value],
+    );
+    assert.deepEqual(old.value, { valid: false, code: 'invalid_token' });
+    const left = await page.evaluate(
+      ([base, jwt]) => window.attempt(() => window.sc.createClient({ baseUrl: base, storage: window.sc.memoryStorage() }).listSessions({ clerkToken: jwt })),
+      [api.base, keys.sign(DEVICES_USER, pages.origin)],
+    );
+    assert.deepEqual(left, { ok: true, value: [] });
+    step('devices', 'deviceA.revokeSession(<its own sessionId>)', { ...r.value, storedSession: null, oldToken: old.value.code, left: 0 });
+  });
+});
+
 describe('extension: the module in an MV3 service worker (chrome.storage.session)', () => {
   check('the worker runs, with no web storage at all', { timeout: 30_000 }, async () => {
     worker = context.serviceWorkers().find((w) => w.url().startsWith(ext.origin));
@@ -304,6 +468,16 @@ describe('extension: the module in an MV3 service worker (chrome.storage.session
     const got = await inWorker((sc) => sc.getUserCache());
     assert.deepEqual(got.value, data);
     step('extension', 'putUserCache + getUserCache()', got.value);
+  });
+
+  check('listSessions: its one session, current (CORS from the extension)', { timeout: 30_000 }, async () => {
+    const r = await inWorker((sc) => sc.listSessions());
+    assert.ok(r.ok, JSON.stringify(r));
+    assert.equal(r.value.length, 1, JSON.stringify(r.value));
+    assert.equal(r.value[0].current, true);
+    assert.equal(r.value[0].rememberMe, true);
+    assert.match(r.value[0].sessionId, /^[A-Za-z0-9_-]{16}$/);
+    step('extension', 'listSessions()', r.value);
   });
 
   check('logout-all, then validate fails', { timeout: 30_000 }, async () => {

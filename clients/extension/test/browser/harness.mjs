@@ -316,17 +316,21 @@ export async function startWatch({ redisUrl, publicPem, issuer, origins, session
     s.on('error', () => resolve(false));
   }), 60_000, entry);
 
-  // Each function starts on its first request: ask each once, without credentials (401).
+  // Each function starts on its first request: ask each once, without credentials (401). Revoke
+  // gets a well-formed body, so that only the missing credentials are wrong.
   const routes = [
     ['GET', '/api/session/validate'], ['POST', '/api/session/create'], ['POST', '/api/session/refresh'],
     ['POST', '/api/session/logout'], ['POST', '/api/session/logout-all'], ['GET', '/api/session/stats'],
+    ['GET', '/api/session/list'], ['POST', '/api/session/revoke', { session_id: 'AAAAAAAAAAAAAAAA' }],
     ['GET', '/api/cache/user/user_warm_up'], ['POST', '/api/cache/user/user_warm_up'],
   ];
-  for (const [method, route] of routes) {
+  for (const [method, route, json] of routes) {
     let status;
     await waitFor(`first answer of ${method} ${route}`, async () => {
       try {
-        const response = await fetch(base + route, { method, signal: AbortSignal.timeout(FIRST_ANSWER_MS) });
+        const init = { method, signal: AbortSignal.timeout(FIRST_ANSWER_MS) };
+        if (json) Object.assign(init, { headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(json) });
+        const response = await fetch(base + route, init);
         status = response.status;
         await response.text();
         return true;

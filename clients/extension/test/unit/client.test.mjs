@@ -15,11 +15,13 @@ import {
   logout,
   logoutAll,
   stats,
+  listSessions,
+  revokeSession,
   getUserCache,
   putUserCache,
   getSession,
 } from '../../session-client.js';
-import { startStub } from './stub-service.mjs';
+import { startStub, sessionIdOf } from './stub-service.mjs';
 import { fakeChrome } from './helpers.mjs';
 
 let stub;
@@ -386,6 +388,221 @@ describe('logout, logout-all, stats', () => {
   });
 });
 
+describe('listSessions, revokeSession (sign out another device)', () => {
+  const CHROME_MAC =
+    'Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36';
+  // A client whose requests say they come from that browser (Node's own fetch says "node").
+  const withUserAgent = (ua) => (url, init) => fetch(url, { ...init, headers: { ...init.headers, 'User-Agent': ua } });
+
+  test('lists the user\'s sessions, newest first, camelCase, exactly one current', async () => {
+    const laptop = client({ fetch: withUserAgent(CHROME_MAC) });
+    const phone = client();
+    const other = client();
+    await laptop.createSession('jwt:user_list');
+    await phone.createSession('jwt:user_list', { rememberMe: true });
+    await other.createSession('jwt:user_list_other');
+    const laptopToken = await laptop.getToken();
+    const phoneToken = await phone.getToken();
+    stub.requests.length = 0;
+
+    const list = await laptop.listSessions();
+    const [req] = stub.requests;
+    assert.equal(req.method, 'GET');
+    assert.equal(req.path, '/api/session/list');
+    assert.equal(req.headers['x-session-token'], laptopToken);
+    assert.equal(req.headers.authorization, undefined);
+    assert.equal(req.body, '', 'no body');
+
+    assert.equal(list.length, 2, JSON.stringify(list));
+    for (const s of list) {
+      assert.deepEqual(Object.keys(s).sort(), [
+        'createdAt', 'current', 'device', 'expiresAt', 'lastRefreshedAt', 'rememberMe', 'sessionId',
+      ]);
+      assert.match(s.sessionId, /^[A-Za-z0-9_-]{16}$/);
+      for (const t of [s.createdAt, s.lastRefreshedAt, s.expiresAt]) assert.match(t, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+      assert.equal(s.lastRefreshedAt, s.createdAt, 'not refreshed yet');
+      assert.equal(typeof s.rememberMe, 'boolean');
+      assert.equal(typeof s.current, 'boolean');
+    }
+    // Newest first: the phone's session, then the laptop's (this one).
+    assert.deepEqual(list.map((s) => s.sessionId), [sessionIdOf(phoneToken), sessionIdOf(laptopToken)]);
+    assert.deepEqual(list.map((s) => s.current), [false, true]);
+    assert.deepEqual(list.map((s) => s.rememberMe), [true, false]);
+    assert.deepEqual(list.map((s) => s.device), ['unknown', 'Chrome 131 on macOS']);
+    // The same expiresAt (RFC 3339 as sent) as the session the client holds; no token anywhere.
+    assert.equal(list[1].expiresAt, (await laptop.getSession()).expiresAt);
+    assert.doesNotMatch(JSON.stringify(list), new RegExp(`${laptopToken}|${phoneToken}`));
+
+    // From the phone, its own session is the current one.
+    assert.deepEqual((await phone.listSessions()).map((s) => s.current), [true, false]);
+    laptop.dispose();
+    phone.dispose();
+    other.dispose();
+  });
+
+  test('lastRefreshedAt moves with a refresh; expired sessions are not listed', async () => {
+    const c = client();
+    const old = client();
+    await c.createSession('jwt:user_list_refresh');
+    await old.createSession('jwt:user_list_refresh');
+    const token = await c.getToken();
+    stub.sessions.get(token).createdAtMs -= 60_000;
+    stub.sessions.get(token).lastRefreshedAtMs -= 60_000;
+    stub.sessions.get(await old.getToken()).expiresAtMs = Date.now() - 1000;
+    await c.refresh();
+    const [s, ...rest] = await c.listSessions();
+    assert.deepEqual(rest, []);
+    assert.ok(s.lastRefreshedAt > s.createdAt, `${s.createdAt} -> ${s.lastRefreshedAt}`);
+    assert.equal(s.expiresAt, (await c.getSession()).expiresAt);
+    c.dispose();
+    old.dispose();
+  });
+
+  test('with a Clerk JWT when no session is stored: none is current; nothing stored, no JWT: no_session', async () => {
+    const device = client();
+    await device.createSession('jwt:user_list_jwt');
+    const c = client();
+    stub.requests.length = 0;
+    const list = await c.listSessions({ clerkToken: 'jwt:user_list_jwt' });
+    assert.equal(list.length, 1);
+    assert.equal(list[0].current, false);
+    assert.equal(list[0].sessionId, sessionIdOf(await device.getToken()));
+    assert.equal(stub.requests[0].headers.authorization, 'Bearer jwt:user_list_jwt');
+    assert.equal(stub.requests[0].headers['x-session-token'], undefined);
+    await rejectsWith(c.listSessions(), ErrorCode.NO_SESSION, 0);
+    await rejectsWith(c.revokeSession(list[0].sessionId), ErrorCode.NO_SESSION, 0);
+    assert.equal(stub.requests.length, 1);
+    await rejectsWith(c.listSessions({ clerkToken: 'forged' }), ErrorCode.INVALID_JWT, 401);
+    await assert.rejects(c.listSessions({ clerkToken: '' }), TypeError);
+    device.dispose();
+  });
+
+  test('the stored session is used even when a Clerk JWT is given', async () => {
+    const c = client();
+    await c.createSession('jwt:user_list_both');
+    stub.requests.length = 0;
+    const list = await c.listSessions({ clerkToken: 'jwt:user_someone_else' });
+    assert.deepEqual(list.map((s) => s.current), [true]);
+    assert.equal(stub.requests[0].headers['x-session-token'], await c.getToken());
+    assert.equal(stub.requests[0].headers.authorization, undefined);
+    c.dispose();
+  });
+
+  test('a refused token fails the list and is forgotten', async () => {
+    const changes = [];
+    const c = client({ onSessionChange: (s) => changes.push(s) });
+    await c.createSession('jwt:user_list_gone');
+    stub.sessions.delete(await c.getToken());
+    await rejectsWith(c.listSessions(), ErrorCode.INVALID_TOKEN, 401);
+    assert.equal(await c.getToken(), null);
+    assert.equal(changes.at(-1), null);
+  });
+
+  test('a 200 without a sessions array is bad_response', async () => {
+    const c = client();
+    await c.createSession('jwt:user_list_bad');
+    stub.inject({ status: 200, body: { success: true, user_id: 'user_list_bad' } });
+    await rejectsWith(c.listSessions(), ErrorCode.BAD_RESPONSE, 200);
+    c.dispose();
+  });
+
+  test('revoking the other device: {revoked: true, current: false}; it is signed out there, not here', async () => {
+    const laptopChanges = [];
+    const laptop = client({ onSessionChange: (s) => laptopChanges.push(s) });
+    const phone = client();
+    await laptop.createSession('jwt:user_revoke');
+    await phone.createSession('jwt:user_revoke');
+    const phoneToken = await phone.getToken();
+    const other = (await laptop.listSessions()).find((s) => !s.current);
+    assert.equal(other.sessionId, sessionIdOf(phoneToken));
+    stub.requests.length = 0;
+
+    assert.deepEqual(await laptop.revokeSession(other.sessionId), { revoked: true, current: false });
+    const [req] = stub.requests;
+    assert.equal(req.method, 'POST');
+    assert.equal(req.path, '/api/session/revoke');
+    assert.equal(req.headers['x-session-token'], await laptop.getToken());
+    assert.equal(req.headers['content-type'], 'application/json');
+    assert.deepEqual(JSON.parse(req.body), { session_id: other.sessionId });
+
+    assert.equal(stub.sessions.has(phoneToken), false);
+    assert.notEqual(await laptop.getToken(), null, 'this device keeps its session');
+    assert.equal(laptopChanges.length, 1, 'only the create changed the session here');
+    assert.deepEqual(await phone.validate(), { valid: false, code: 'invalid_token' });
+    assert.deepEqual((await laptop.listSessions()).map((s) => s.current), [true]);
+    laptop.dispose();
+  });
+
+  test('revoking its own session is a logout: {current: true}, dropped here, onSessionChange(null)', async () => {
+    const changes = [];
+    const c = client({ onSessionChange: (s) => changes.push(s) });
+    await c.createSession('jwt:user_revoke_self');
+    const token = await c.getToken();
+    const [mine] = await c.listSessions();
+    assert.equal(mine.current, true);
+    assert.deepEqual(await c.revokeSession(mine.sessionId), { revoked: true, current: true });
+    assert.equal(stub.sessions.has(token), false);
+    assert.equal(await c.getToken(), null);
+    assert.equal(await c.getSession(), null);
+    assert.deepEqual(changes.map((s) => s?.userId ?? null), ['user_revoke_self', null]);
+    assert.deepEqual(await c.validate(), { valid: false, code: 'no_session' });
+  });
+
+  test('an unknown id, and another user\'s, are session_not_found (404), not retried; the session stays', async () => {
+    assert.equal(ErrorCode.SESSION_NOT_FOUND, 'session_not_found');
+    const c = client();
+    const stranger = client();
+    await c.createSession('jwt:user_revoke_404');
+    await stranger.createSession('jwt:user_revoke_stranger');
+    const theirs = sessionIdOf(await stranger.getToken());
+    stub.requests.length = 0;
+    for (const id of ['AAAAAAAAAAAAAAAA', theirs]) {
+      await assert.rejects(c.revokeSession(id), (e) => {
+        assert.ok(e instanceof SessionError);
+        assert.equal(e.code, ErrorCode.SESSION_NOT_FOUND);
+        assert.equal(e.status, 404);
+        assert.equal(e.retryable, false);
+        assert.equal(e.isAuthError, false);
+        return true;
+      });
+    }
+    assert.equal(stub.count('POST', '/api/session/revoke'), 2);
+    assert.notEqual(await c.getToken(), null);
+    assert.equal((await stranger.validate()).valid, true, "another user's session is untouched");
+    c.dispose();
+    stranger.dispose();
+  });
+
+  test('a sessionId that is not a non-empty string fails before any request; a malformed one is invalid_request', async () => {
+    const c = client();
+    await c.createSession('jwt:user_revoke_args');
+    stub.requests.length = 0;
+    for (const bad of [undefined, null, '', '  ', 42, { sessionId: 'x' }]) {
+      await assert.rejects(c.revokeSession(bad), TypeError, JSON.stringify(bad));
+    }
+    await assert.rejects(c.revokeSession('AAAAAAAAAAAAAAAA', { clerkToken: 7 }), TypeError);
+    assert.equal(stub.requests.length, 0);
+    await rejectsWith(c.revokeSession('not-an-id'), ErrorCode.INVALID_REQUEST, 400);
+    assert.notEqual(await c.getToken(), null);
+    c.dispose();
+  });
+
+  test('revoke with a Clerk JWT when no session is stored: current is false', async () => {
+    const device = client();
+    await device.createSession('jwt:user_revoke_jwt');
+    const c = client();
+    const [s] = await c.listSessions({ clerkToken: 'jwt:user_revoke_jwt' });
+    stub.requests.length = 0;
+    assert.deepEqual(await c.revokeSession(s.sessionId, { clerkToken: 'jwt:user_revoke_jwt' }), {
+      revoked: true,
+      current: false,
+    });
+    assert.equal(stub.requests[0].headers.authorization, 'Bearer jwt:user_revoke_jwt');
+    assert.deepEqual(await device.validate(), { valid: false, code: 'invalid_token' });
+    assert.deepEqual(await c.listSessions({ clerkToken: 'jwt:user_revoke_jwt' }), []);
+  });
+});
+
 describe('storage', () => {
   test('two clients over one chrome.storage area (worker and popup) see the same session', async () => {
     const chrome = fakeChrome();
@@ -455,7 +672,14 @@ describe('module-level functions (the default client)', () => {
     await putUserCache('user_module', { a: 1 });
     assert.deepEqual(await getUserCache('user_module'), { a: 1 });
     assert.equal((await stats()).active_sessions, 1);
+    const [mine] = await listSessions();
+    assert.equal(mine.current, true);
+    await assert.rejects(revokeSession('AAAAAAAAAAAAAAAA'), (e) => e.code === 'session_not_found');
     assert.deepEqual(await logoutAll(), { revoked: 1 });
+    await createSession('jwt:user_module');
+    const [again] = await listSessions();
+    assert.deepEqual(await revokeSession(again.sessionId), { revoked: true, current: true });
+    assert.equal(await getSession(), null);
     assert.deepEqual(await logout(), { loggedOut: false });
     assert.equal((await validate()).valid, false);
     configure({ baseUrl: stub.url, storage: 'memory' }).dispose();

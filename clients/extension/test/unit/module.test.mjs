@@ -32,7 +32,7 @@ test('every runtime export is declared in session-client.d.ts, and the other way
 });
 
 test('the API the issue names is there', () => {
-  for (const name of ['createSession', 'validate', 'refresh', 'logout', 'logoutAll', 'stats', 'getUserCache', 'putUserCache']) {
+  for (const name of ['createSession', 'validate', 'refresh', 'logout', 'logoutAll', 'stats', 'listSessions', 'revokeSession', 'getUserCache', 'putUserCache']) {
     assert.equal(typeof mod[name], 'function', name);
     assert.equal(typeof mod.SessionClient.prototype[name], 'function', `SessionClient#${name}`);
   }

@@ -5,10 +5,24 @@
 // A "Clerk JWT" here is `jwt:<user id>`; anything else is invalid_jwt.
 
 import http from 'node:http';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+
+/** A session's public id, as the service makes it: base64url of the first 12 bytes of SHA-256(token). */
+export const sessionIdOf = (token) => createHash('sha256').update(token).digest().subarray(0, 12).toString('base64url');
+
+// A short label of the browser from its User-Agent, like the service's ("Chrome 131 on macOS"):
+// a few patterns only; "unknown" for anything else (Node's fetch says "node").
+function deviceLabel(ua = '') {
+  const b = /\bEdg\/(\d+)/.exec(ua) ?? /\bFirefox\/(\d+)/.exec(ua) ?? /\bChrome\/(\d+)/.exec(ua);
+  const browser = b ? `${{ Edg: 'Edge', Firefox: 'Firefox', Chrome: 'Chrome' }[b[0].split('/')[0]]} ${b[1]}` : null;
+  const os = /Mac OS X/.test(ua) ? 'macOS' : /Windows/.test(ua) ? 'Windows' : /Android/.test(ua) ? 'Android' : /Linux/.test(ua) ? 'Linux' : null;
+  return [browser, os].filter(Boolean).join(' on ') || 'unknown';
+}
 
 export async function startStub({ sessionTimeout = 3600, rememberMeTimeout = 2_592_000 } = {}) {
-  const sessions = new Map(); // token -> { userId, expiresAtMs, rememberMe }
+  // token -> { userId, expiresAtMs, rememberMe, createdAtMs, lastRefreshedAtMs, device, seq }
+  const sessions = new Map();
+  let seq = 0;
   const caches = new Map(); // userId -> data
   const requests = []; // { method, path, headers }
   const failures = []; // queued injected answers: { status, body, headers }
@@ -80,10 +94,15 @@ export async function startStub({ sessionTimeout = 3600, rememberMeTimeout = 2_5
           const rememberMe = body?.remember_me ?? false;
           if (typeof rememberMe !== 'boolean') return fail(res, 400, 'invalid_request', 'remember_me must be a bool');
           const token = `${Buffer.from(who.userId).toString('base64url')}.${randomBytes(32).toString('base64url')}`;
+          const now = Date.now();
           const s = {
             userId: who.userId,
             rememberMe,
-            expiresAtMs: Date.now() + (rememberMe ? rememberMeTimeout : sessionTimeout) * 1000,
+            expiresAtMs: now + (rememberMe ? rememberMeTimeout : sessionTimeout) * 1000,
+            createdAtMs: now,
+            lastRefreshedAtMs: now,
+            device: deviceLabel(req.headers['user-agent']),
+            seq: seq++,
           };
           sessions.set(token, s);
           return send(res, 200, { ...answer(token, s), session_token: token });
@@ -97,6 +116,7 @@ export async function startStub({ sessionTimeout = 3600, rememberMeTimeout = 2_5
           const r = session(req);
           if (r.error) return fail(res, 401, ...r.error);
           r.s.expiresAtMs = Date.now() + (r.s.rememberMe ? rememberMeTimeout : sessionTimeout) * 1000;
+          r.s.lastRefreshedAtMs = Date.now();
           return send(res, 200, answer(r.token, r.s));
         }
         case 'POST /api/session/logout': {
@@ -129,6 +149,53 @@ export async function startStub({ sessionTimeout = 3600, rememberMeTimeout = 2_5
               remember_me_sessions: mine.filter((s) => s.rememberMe).length,
               backend: 'stub',
             },
+          });
+        }
+        case 'GET /api/session/list': {
+          const who = caller(req);
+          if (who.error) return fail(res, ...who.error);
+          const token = req.headers['x-session-token'];
+          const mine = [...sessions]
+            .filter(([, s]) => s.userId === who.userId && s.expiresAtMs > Date.now())
+            .sort(([, a], [, b]) => b.createdAtMs - a.createdAtMs || b.seq - a.seq);
+          return send(res, 200, {
+            success: true,
+            user_id: who.userId,
+            // Members in alphabetical order, as the service's serde_json writes them.
+            sessions: mine.map(([t, s]) => ({
+              created_at: iso(s.createdAtMs),
+              current: t === token,
+              device: s.device,
+              expires_at: iso(s.expiresAtMs),
+              last_refreshed_at: iso(s.lastRefreshedAtMs),
+              remember_me: s.rememberMe,
+              session_id: sessionIdOf(t),
+            })),
+          });
+        }
+        case 'POST /api/session/revoke': {
+          const who = caller(req);
+          if (who.error) return fail(res, ...who.error);
+          if (raw.length > 4096) return fail(res, 413, 'payload_too_large', 'the body is over 4 KiB');
+          if (body === undefined) return fail(res, 400, 'invalid_json', 'the body is empty');
+          if (!body || typeof body !== 'object' || Array.isArray(body)) {
+            return fail(res, 400, 'invalid_request', 'the body must be a JSON object');
+          }
+          const id = body.session_id;
+          if (typeof id !== 'string' || !/^[A-Za-z0-9_-]{16}$/.test(id)) {
+            return fail(res, 400, 'invalid_request', 'session_id must be 16 base64url characters');
+          }
+          const found = [...sessions].find(
+            ([t, s]) => s.userId === who.userId && s.expiresAtMs > Date.now() && sessionIdOf(t) === id,
+          );
+          // Another user's id answers exactly as an unknown one.
+          if (!found) return fail(res, 404, 'session_not_found', 'no active session of this user has that id');
+          sessions.delete(found[0]);
+          return send(res, 200, {
+            success: true,
+            user_id: who.userId,
+            session_id: id,
+            current: found[0] === req.headers['x-session-token'],
           });
         }
         case 'GET /api/cache/user/{id}':
