@@ -20,7 +20,7 @@
 #   make fuzz-stable FUZZ_CASES=200000 FUZZ_TARGET=jwt FUZZ_SEED=0x1234abcd
 
 FUZZ_SECONDS    ?= 480
-FUZZ_TARGETS    ?= request token jwt records cache_body
+FUZZ_TARGETS    ?= request token jwt records cache_body device
 FUZZ_JOBS       ?= $(shell nproc)
 FUZZ_SANITIZER  ?= none
 FUZZ_TARGET_DIR ?= /var/tmp/session-service-fuzz-target

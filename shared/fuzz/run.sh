@@ -16,7 +16,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$here"
 seconds=${FUZZ_SECONDS:-480}
-targets=${FUZZ_TARGETS:-request token jwt records cache_body}
+targets=${FUZZ_TARGETS:-request token jwt records cache_body device}
 jobs=${FUZZ_JOBS:-$(nproc)}
 sanitizer=${FUZZ_SANITIZER:-none}
 target_dir=${FUZZ_TARGET_DIR:-/var/tmp/session-service-fuzz-target}

@@ -8,7 +8,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 events=$here/../../events
 seeds=$here/seeds
 rm -rf "$out"
-mkdir -p "$out"/{request,token,jwt,records,cache_body}
+mkdir -p "$out"/{request,token,jwt,records,cache_body,device}
 
 # request: API Gateway events as the runtime receives them (placeholders filled at run time).
 find "$events" -name '*.json' | sort | while read -r f; do
@@ -34,6 +34,9 @@ printf '\x02' > "$out/records/any-session"
 printf '\x03' > "$out/records/dynamodb-item"
 printf '\x04%s' '1700003600|3|{"a":[1,"|"]}' > "$out/records/redis-cache"
 printf '\x05%s' '{"a":1}' > "$out/records/cache-round-trip"
+
+# device: user agents.
+for f in "$seeds"/device/*; do cp "$f" "$out/device/$(basename "$f")"; done
 
 # cache_body: request bodies.
 for f in "$seeds"/body/*; do cp "$f" "$out/cache_body/$(basename "$f")"; done

@@ -223,6 +223,66 @@ async fn readme_walkthrough_over_http_through_cargo_lambda_watch() {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 
+    // Where am I signed in: a second device, listed and signed out from the first.
+    let (_, _, laptop) = api
+        .call(
+            &http,
+            Method::POST,
+            "/api/session/create",
+            &[
+                ("authorization", &bearer(USER)),
+                (
+                    "user-agent",
+                    "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+                ),
+            ],
+            None,
+        )
+        .await;
+    let laptop_token = laptop["session_token"].as_str().expect("session_token");
+    let (status, _, body) = api
+        .call(&http, Method::GET, "/api/session/list", &session, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let listed = body["sessions"].as_array().expect("sessions");
+    assert_eq!(listed.len(), 2, "{body}");
+    assert_eq!(listed[0]["device"], "Firefox 133 on Linux", "{body}");
+    assert_eq!(listed[0]["current"], false, "{body}");
+    assert_eq!(listed[1]["current"], true, "{body}");
+    let laptop_id = listed[0]["session_id"].as_str().expect("session_id");
+    let (status, _, body) = api
+        .call(
+            &http,
+            Method::POST,
+            "/api/session/revoke",
+            &session,
+            Some(json!({ "session_id": laptop_id })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["current"], false, "{body}");
+    let (status, _, body) = api
+        .call(
+            &http,
+            Method::GET,
+            "/api/session/validate",
+            &[("x-session-token", laptop_token)],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, _, body) = api
+        .call(
+            &http,
+            Method::POST,
+            "/api/session/revoke",
+            &session,
+            Some(json!({ "session_id": laptop_id })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error"]["code"], "session_not_found", "{body}");
+
     // Logout everywhere: the token stops working at once.
     let (status, _, body) = api
         .call(
@@ -357,6 +417,8 @@ impl Watch {
             (Method::POST, "/api/session/logout"),
             (Method::POST, "/api/session/logout-all"),
             (Method::GET, "/api/session/stats"),
+            (Method::GET, "/api/session/list"),
+            (Method::POST, "/api/session/revoke"),
             (Method::GET, "/api/cache/user/user_warm_up"),
             (Method::POST, "/api/cache/user/user_warm_up"),
         ] {
@@ -365,7 +427,7 @@ impl Watch {
             assert_eq!(body["success"], false, "{method} {path}: {body}");
         }
         eprintln!(
-            "e2e: the seven other functions answered after {:.1?} more",
+            "e2e: the nine other functions answered after {:.1?} more",
             started.elapsed()
         );
     }

@@ -535,6 +535,68 @@ fn fuzz_token_parser() {
     target.report();
 }
 
+/// What the `device` target of `shared/fuzz/` checks: a device label is short, plain and kept as
+/// it is by a store; the first 64 bytes of an agent read back as their label.
+fn check_device(target: &Target, agent: &str) -> Result<(), TestCaseError> {
+    use shared::session::{MAX_DEVICE_LEN, device_label, stored_device};
+    let label = device_label(agent);
+    target.note(if label.is_some() { "label" } else { "unknown" });
+    if let Some(label) = &label {
+        ensure(
+            !label.is_empty() && label.len() <= MAX_DEVICE_LEN && label.trim() == label,
+            || format!("{agent:?} -> {label:?}: empty, long or padded"),
+        )?;
+        ensure(
+            !label.contains(['|', '/']) && !label.chars().any(char::is_control),
+            || format!("{agent:?} -> {label:?}: a pipe, slash or control character"),
+        )?;
+        ensure(stored_device(label).as_ref() == Some(label), || {
+            format!("{label:?} does not read back as itself")
+        })?;
+    }
+    let mut cut = agent.len().min(64);
+    while !agent.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let old = &agent[..cut];
+    ensure(
+        !old.contains('/') || stored_device(old) == device_label(old),
+        || format!("{old:?}: an old record reads otherwise than its label"),
+    )
+}
+
+#[test]
+fn fuzz_device_label() {
+    let target = Target::new("device");
+    let corpus = target.corpus("device");
+    target.replay(corpus.iter().cloned(), |bytes| {
+        check_device(&target, &lossy(&bytes))
+    });
+    let kept = target.libfuzzer_corpus("device").into_iter();
+    let kept = kept.filter_map(|(name, bytes)| Some((name, String::from_utf8(bytes).ok()?)));
+    target.replay(kept, |agent| check_device(&target, &agent));
+    let seeds: Vec<String> = corpus.into_iter().map(|(_, b)| lossy(&b)).collect();
+    let agents = prop_oneof![
+        // A real agent with edits: text spliced in at any point.
+        (select(seeds), any::<prop::sample::Index>(), text()).prop_map(|(seed, at, insert)| {
+            let mut at = at.index(seed.len() + 1);
+            while !seed.is_char_boundary(at) {
+                at -= 1;
+            }
+            format!("{}{insert}{}", &seed[..at], &seed[at..])
+        }),
+        text(),
+        vec(any::<char>(), 0..300).prop_map(|c| c.into_iter().collect::<String>()),
+        (
+            1000usize..3000,
+            select(vec!["Chrome/1", "/", "|", "é", " on "])
+        )
+            .prop_map(|(n, c)| c.repeat(n / c.len())),
+    ];
+    target.run(agents, |agent| check_device(&target, &agent));
+    target.report();
+}
+
 #[test]
 fn fuzz_token_round_trip() {
     let target = Target::new("token_round_trip");
