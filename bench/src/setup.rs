@@ -16,7 +16,7 @@ use std::time::Duration;
 
 /// The origin the sample events carry (events/README.md).
 pub const ORIGIN: &str = "chrome-extension://abcdefghijklmnopabcdefghijklmnop";
-/// The user agent of the sample events: what a browser sends, longer than the 64 bytes kept.
+/// The user agent of the sample events: what a browser sends; a session keeps its device label.
 pub const BROWSER_UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36";
 
 /// An RSA key pair made by `openssl` for this run: the private half signs the bench's Clerk JWTs,
