@@ -28,8 +28,9 @@ pub fn init_logging() {
 
 /// Serves `endpoint` until the runtime stops. `state` is built once per cold start.
 pub async fn run(state: State, endpoint: Endpoint) -> Result<(), Error> {
-    // One state for the life of the process; every invocation borrows it.
-    let state: &'static State = Box::leak(Box::new(state));
+    // One state for the life of the process; every invocation borrows it (the runtime serves
+    // until this function returns).
+    let state = &state;
     lambda_http::lambda_runtime::run(service_fn(
         move |event: LambdaEvent<LambdaRequest>| async move { serve(state, endpoint, event).await },
     ))
