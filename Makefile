@@ -293,7 +293,8 @@ token: dev-keys ## print a JWT the local API accepts: make token USER=<id>
 	@$(DEV_TOKEN) "$(TOKEN_USER)"
 
 # Placeholders in the event: $${JWT} (user_events), $${OTHER_JWT} (user_other),
-# $${SESSION_TOKEN} (a fresh session of user_events, made through the local API).
+# $${SESSION_TOKEN} (a fresh session of user_events, made through the local API),
+# $${SESSION_ID} (the session id of another fresh one, from the local API's list).
 invoke: dev-keys ## make invoke FN=<function> EVENT=events/<file>.json, against make run
 	@if [ -z "$(FN)" ] || [ -z "$(EVENT)" ]; then \
 	  echo "usage: make invoke FN=<function> EVENT=events/<file>.json (with make run going)" >&2; exit 2; fi
@@ -301,17 +302,26 @@ invoke: dev-keys ## make invoke FN=<function> EVENT=events/<file>.json, against 
 	@$(call port_open,$(API_PORT)) || { \
 	  echo "error: nothing answers on 127.0.0.1:$(API_PORT): start make run first (another terminal)" >&2; exit 1; }
 	@mkdir -p "$(LOCAL)/invoke"
-	@jwt=$$($(DEV_TOKEN) user_events); other=$$($(DEV_TOKEN) user_other); session=; \
+	@jwt=$$($(DEV_TOKEN) user_events); other=$$($(DEV_TOKEN) user_other); session=; id=; \
+	new_session() { \
+	  reply=$$(curl -sS -m 300 -X POST "$(API)/api/session/create" -H "Authorization: Bearer $$jwt" \
+	    -H 'Content-Type: application/json' -d '{"remember_me": false}'); \
+	  printf '%s' "$$reply" | $(PYTHON) -c 'import json, sys; print(json.load(sys.stdin)["session_token"])' || { \
+	    echo "error: no session token from session-create: $$reply" >&2; return 1; }; \
+	}; \
 	if grep -qF '$${SESSION_TOKEN}' "$(EVENT)"; then \
 	  $(call need,curl,curl); \
 	  echo "==> POST $(API)/api/session/create as user_events for \$${SESSION_TOKEN}"; \
-	  reply=$$(curl -sS -m 300 -X POST "$(API)/api/session/create" -H "Authorization: Bearer $$jwt" \
-	    -H 'Content-Type: application/json' -d '{"remember_me": false}'); \
-	  session=$$(printf '%s' "$$reply" | $(PYTHON) -c 'import json, sys; print(json.load(sys.stdin)["session_token"])') || { \
-	    echo "error: no session token from session-create: $$reply" >&2; exit 1; }; \
+	  session=$$(new_session) || exit 1; \
+	fi; \
+	if grep -qF '$${SESSION_ID}' "$(EVENT)"; then \
+	  $(call need,curl,curl); \
+	  echo "==> POST $(API)/api/session/create as user_events for \$${SESSION_ID}"; \
+	  id=$$(new_session | $(PYTHON) -c 'import base64, hashlib, sys; print(base64.urlsafe_b64encode(hashlib.sha256(sys.stdin.read().strip().encode()).digest()[:12]).decode())') || exit 1; \
 	fi; \
 	out="$(LOCAL)/invoke/$(notdir $(EVENT))"; \
-	sed -e "s|\$${JWT}|$$jwt|g" -e "s|\$${OTHER_JWT}|$$other|g" -e "s|\$${SESSION_TOKEN}|$$session|g" "$(EVENT)" > "$$out"; \
+	sed -e "s|\$${JWT}|$$jwt|g" -e "s|\$${OTHER_JWT}|$$other|g" -e "s|\$${SESSION_TOKEN}|$$session|g" \
+	  -e "s|\$${SESSION_ID}|$$id|g" "$(EVENT)" > "$$out"; \
 	echo "==> cargo lambda invoke $(FN) --data-file .local/invoke/$(notdir $(EVENT))"; \
 	$(TOOLS_ENV) $(CARGO) lambda invoke "$(FN)" --invoke-address 127.0.0.1 --invoke-port $(API_PORT) --data-file "$$out"
 
@@ -319,7 +329,7 @@ invoke: dev-keys ## make invoke FN=<function> EVENT=events/<file>.json, against 
 # Deployment: release builds for Lambda (arm64), template checks, sam deploy
 #
 #   make build      every function in one `cargo lambda build` (dependencies
-#                   compiled once, the eight links in parallel)
+#                   compiled once, the ten links in parallel)
 #   make package    make build, then `sam build`, which only copies each
 #                   prebuilt bootstrap into .aws-sam/build/<LogicalId>/ (the
 #                   build-<LogicalId> targets of mk/sam.mk); offline
@@ -362,7 +372,7 @@ validate: venv ## cfn-lint, sam validate --lint and the deploy rehearsal on temp
 
 # sam build: in the source tree (no copy of the clone, .venv and all, per
 # function), never from its cache (its key is the sources, not the bootstraps),
-# the eight copies in parallel. Its make gets our TARGET_DIR, and not our
+# the ten copies in parallel. Its make gets our TARGET_DIR, and not our
 # MAKEFLAGS (a jobserver it could not reach).
 package: ## make build, then sam build: the bootstraps into .aws-sam/build/ (no compiling, no AWS account)
 	@if [ "$(ARCH)" != "$(SAM_ARCH)" ]; then \
