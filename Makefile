@@ -8,7 +8,9 @@
 #
 #   make deps     install what is missing (idempotent, fast when up to date)
 #   make test     fmt check, clippy -D warnings, cargo test (real redis + moto,
-#                 and shared/tests/e2e.rs over cargo lambda watch)
+#                 and shared/tests/e2e.rs over cargo lambda watch), make test-api
+#   make test-api schemathesis on openapi.yaml against the local API, both stores
+#   make fuzz-api the same, longer (FUZZ_API_EXAMPLES per operation)
 #   make fmt      reformat the workspace
 #   make clippy   lint the workspace
 #   make run      the local API on http://127.0.0.1:9000 (STORE=dynamodb: moto)
@@ -112,6 +114,8 @@ test: deps validate ## fmt check, clippy -D warnings, template checks, cargo tes
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	@echo "==> running tests (cargo test; MOTO_SERVER=$(MOTO_SERVER))"
 	$(TOOLS_ENV) $(CARGO) test --workspace
+	@echo "==> the API against openapi.yaml: schemathesis, both stores (make test-api)"
+	$(MAKE) --no-print-directory test-api
 	@echo "==> extension client: node unit tests and the real-browser flow (make test-client)"
 	$(MAKE) --no-print-directory test-client
 
@@ -416,3 +420,8 @@ include mk/fuzz.mk
 # The history checker's long run and the proof that it can fail
 # ---------------------------------------------------------------------------
 include mk/drill.mk
+
+# ---------------------------------------------------------------------------
+# The API against openapi.yaml: schemathesis on the local API (make test-api, make fuzz-api)
+# ---------------------------------------------------------------------------
+include mk/api.mk
