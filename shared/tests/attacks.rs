@@ -195,16 +195,21 @@ async fn forge_everywhere(api: &Watch, http: &Client, victim_token: &str) -> usi
     ];
     let jwt = TestKeys::other().sign(&claims(VICTIM), None);
     let cache = format!("/api/cache/user/{VICTIM}");
-    let routes: [(Method, &str); 8] = [
+    let routes: [(Method, &str); 10] = [
         (Method::POST, "/api/session/create"),
         (Method::GET, "/api/session/validate"),
         (Method::POST, "/api/session/refresh"),
         (Method::POST, "/api/session/logout"),
         (Method::POST, "/api/session/logout-all"),
         (Method::GET, "/api/session/stats"),
+        (Method::GET, "/api/session/list"),
+        (Method::POST, "/api/session/revoke"),
         (Method::GET, &cache),
         (Method::POST, &cache),
     ];
+    // A revoke names the victim's own session: only a forged credential stands in its way.
+    let victim = shared::SessionToken::parse(victim_token).unwrap();
+    let body = json!({ "session_id": shared::token::SessionId::of(&victim.hash()).to_string() });
     let mut sent = 0;
     for (method, path) in routes {
         let mut requests: Vec<reqwest::RequestBuilder> = tokens
@@ -219,7 +224,7 @@ async fn forge_everywhere(api: &Watch, http: &Client, victim_token: &str) -> usi
                 .bearer_auth(&jwt),
         );
         for request in requests {
-            let response = request.json(&json!({})).send().await.unwrap();
+            let response = request.json(&body).send().await.unwrap();
             let status = response.status();
             assert!(
                 status == StatusCode::UNAUTHORIZED || status == StatusCode::BAD_REQUEST,
