@@ -237,10 +237,10 @@ impl Store {
         now: i64,
     ) -> Result<bool, StoreError> {
         let found = self
-            .active_sessions(user, now)
+            .sessions_of(user)
             .await?
             .into_iter()
-            .find(|(hash, _)| id.names(hash));
+            .find(|(hash, session)| id.names(hash) && session.is_active(now));
         let Some((hash, _)) = found else {
             return Ok(false);
         };
