@@ -526,7 +526,7 @@ def main() -> int:
         except subprocess.CalledProcessError as e:
             say(f"==> {args.label}: {e.cmd[0]} failed ({e.returncode}){': ' + e.stderr if e.stderr else ''}")
             return 1
-        # The functions' environment, as `make run` sets it (RUN_ENV in the Makefile).
+        # The functions' environment, as `make run` sets it (RUN_ENV in mk/local.mk).
         function_env = {
             **env, **LOCAL_AWS_ENV,
             "PATH": f"{venv_bin}:{env.get('PATH', '')}",
