@@ -10,29 +10,57 @@
 //! direct invoke of the function (or a local emulator) can send such an event.
 
 use crate::error::ApiError;
-use crate::handlers::{self, Endpoint, handle};
+use crate::handlers::{self, Operation, handle};
 use crate::state::State;
 use lambda_http::aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayV2httpRequest};
 use lambda_http::http::header::HOST;
 use lambda_http::http::{HeaderMap, Method, Uri};
 use lambda_http::lambda_runtime::LambdaEvent;
 use lambda_http::request::LambdaRequest;
+use lambda_http::tracing::subscriber::filter::LevelFilter;
 use lambda_http::{Adapter, Body, Error, Request, Service, service_fn};
 use std::convert::Infallible;
 
 /// Structured logs: JSON when the function's log format is JSON (as `template.yaml` sets it),
-/// text locally; the level from `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`.
+/// text locally; one level for all (`error` … `trace`) from `AWS_LAMBDA_LOG_LEVEL`, else
+/// `RUST_LOG`, else `info`. As `lambda_http`'s default subscriber, without its per-module
+/// filter (`RUST_LOG=shared=debug`), whose regular expressions every binary would carry.
 pub fn init_logging() {
-    lambda_http::tracing::init_default_subscriber();
+    use lambda_http::tracing::subscriber;
+    let level = log_level(
+        std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref(),
+        std::env::var("RUST_LOG").ok().as_deref(),
+    );
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let logs = subscriber::fmt()
+        .with_target(false)
+        .without_time()
+        .with_max_level(level);
+    if json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
 }
 
-/// Serves `endpoint` until the runtime stops. `state` is built once per cold start.
-pub async fn run(state: State, endpoint: Endpoint) -> Result<(), Error> {
+/// The level of [`init_logging`]: Lambda's own setting wins over `RUST_LOG`; `info` when the
+/// winner is not a level (Lambda's `FATAL` included).
+fn log_level(lambda: Option<&str>, rust_log: Option<&str>) -> LevelFilter {
+    lambda
+        .or(rust_log)
+        .and_then(|level| level.trim().parse().ok())
+        .unwrap_or(LevelFilter::INFO)
+}
+
+/// Serves `operation` until the runtime stops. `state` is built once per cold start. A binary
+/// passes its endpoint's type from [`handlers::only`], so that fat LTO leaves the other
+/// endpoints' handlers (the JWT verifier, the device-label parser, the cache) out of it.
+pub async fn run(state: State, operation: impl Operation) -> Result<(), Error> {
     // One state for the life of the process; every invocation borrows it (the runtime serves
     // until this function returns).
     let state = &state;
     lambda_http::lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<LambdaRequest>| async move { serve(state, endpoint, event).await },
+        move |event: LambdaEvent<LambdaRequest>| async move { serve(state, operation, event).await },
     ))
     .await
 }
@@ -40,15 +68,15 @@ pub async fn run(state: State, endpoint: Endpoint) -> Result<(), Error> {
 /// One invocation, from the event the runtime received to the answer it sends back (API
 /// Gateway's response JSON): the event checked ([`refusal`]), turned into a request by
 /// `lambda_http`, handled by [`handle`]. Never panics on any event that deserializes.
-pub async fn serve(
+pub async fn serve<O: Operation>(
     state: &State,
-    endpoint: Endpoint,
+    operation: O,
     event: LambdaEvent<LambdaRequest>,
-) -> Result<impl serde::Serialize + use<>, Infallible> {
+) -> Result<impl serde::Serialize + use<O>, Infallible> {
     let LambdaEvent { payload, context } = event;
     let Some(error) = refusal(&payload) else {
         let mut adapter = Adapter::from(service_fn(move |req: Request| async move {
-            Ok::<_, Infallible>(handle(state, endpoint, req).await)
+            Ok::<_, Infallible>(handle(state, operation, req).await)
         }));
         return adapter.call(LambdaEvent::new(payload, context)).await;
     };
@@ -73,7 +101,14 @@ pub async fn serve(
         *stand_in.method_mut() = method.clone();
         *stand_in.headers_mut() = headers.clone();
         let error = error.clone();
-        async move { Ok::<_, Infallible>(handlers::refuse(state, endpoint, &stand_in, error)) }
+        async move {
+            Ok::<_, Infallible>(handlers::refuse(
+                state,
+                operation.endpoint(),
+                &stand_in,
+                error,
+            ))
+        }
     }));
     adapter.call(LambdaEvent::new(blank, context)).await
 }
@@ -179,6 +214,28 @@ fn request_url(path: &str, headers: &HeaderMap, host: Option<&str>) -> Result<St
                 .map_err(|_| {
                     unreadable("its X-Forwarded-Proto, Host header or path do not make a URL")
                 })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_log_level_lambdas_setting_first() {
+        let cases = [
+            (None, None, LevelFilter::INFO),
+            (Some("DEBUG"), Some("error"), LevelFilter::DEBUG),
+            (None, Some("trace"), LevelFilter::TRACE),
+            (Some(" warn "), None, LevelFilter::WARN),
+            // Lambda's levels include FATAL, which tracing has not; a module filter is not read.
+            (Some("FATAL"), Some("debug"), LevelFilter::INFO),
+            (None, Some("shared=debug"), LevelFilter::INFO),
+            (None, Some("off"), LevelFilter::OFF),
+        ];
+        for (lambda, rust_log, want) in cases {
+            assert_eq!(log_level(lambda, rust_log), want, "{lambda:?} {rust_log:?}");
         }
     }
 }

@@ -1,10 +1,11 @@
 //! `GET /api/cache/user/{user_id}` as its own Lambda function; the handler lives in `shared`.
 
-use shared::{Endpoint, State, lambda};
+use shared::handlers::only;
+use shared::{State, lambda};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda::init_logging();
     let state = State::from_env().await?;
-    lambda::run(state, Endpoint::CacheGet).await
+    lambda::run(state, only::CacheGet).await
 }

@@ -1,10 +1,11 @@
 //! `POST /api/cache/user/{user_id}` as its own Lambda function; the handler lives in `shared`.
 
-use shared::{Endpoint, State, lambda};
+use shared::handlers::only;
+use shared::{State, lambda};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda::init_logging();
     let state = State::from_env().await?;
-    lambda::run(state, Endpoint::CachePut).await
+    lambda::run(state, only::CachePut).await
 }

@@ -1,10 +1,11 @@
 //! `POST /api/session/logout-all` as its own Lambda function; the handler lives in `shared`.
 
-use shared::{Endpoint, State, lambda};
+use shared::handlers::only;
+use shared::{State, lambda};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda::init_logging();
     let state = State::from_env().await?;
-    lambda::run(state, Endpoint::SessionLogoutAll).await
+    lambda::run(state, only::SessionLogoutAll).await
 }

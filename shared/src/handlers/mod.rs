@@ -1,7 +1,7 @@
 //! Every endpoint's handler, as a plain async function of the state and the request.
 //!
 //! [`handle`] is what a Lambda binary runs: CORS preflight, method check, the endpoint's own
-//! function, then one JSON response, one log line and one metrics (EMF) line.
+//! function ([`Operation`]), then one JSON response, one log line and one metrics (EMF) line.
 
 pub mod cache;
 pub mod session;
@@ -94,8 +94,83 @@ impl Endpoint {
     }
 }
 
-/// Serves one request for `endpoint`. Never panics on any input; every error is JSON.
-pub async fn handle(state: &State, endpoint: Endpoint, req: Request) -> Response<Body> {
+/// What an endpoint does once its request is admitted (its method checked): the handler of
+/// [`handle`]. Two kinds: an [`Endpoint`] value chooses its handler at run time (the tests, the
+/// bench); a type of [`only`] names one handler at compile time, so that a binary that serves
+/// it carries that handler's code and no other endpoint's.
+pub trait Operation: Copy + Send + Sync + 'static {
+    fn endpoint(self) -> Endpoint;
+    fn call<'a>(
+        self,
+        state: &'a State,
+        req: &'a Request,
+    ) -> impl Future<Output = Result<Reply, ApiError>> + Send + 'a;
+}
+
+/// Each endpoint's handler, written once: the match of [`Endpoint`]'s [`Operation`] and the
+/// types of [`only`] both come from this list.
+macro_rules! operations {
+    ($($endpoint:ident => $handler:path,)*) => {
+        impl Operation for Endpoint {
+            fn endpoint(self) -> Endpoint {
+                self
+            }
+            fn call<'a>(
+                self,
+                state: &'a State,
+                req: &'a Request,
+            ) -> impl Future<Output = Result<Reply, ApiError>> + Send + 'a {
+                async move {
+                    match self {
+                        $(Endpoint::$endpoint => $handler(state, req).await.map(Reply::from),)*
+                    }
+                }
+            }
+        }
+
+        /// One type per endpoint, for its Lambda binary: `lambda::run(state,
+        /// only::SessionValidate)` serves validate with no other endpoint's code linked in.
+        pub mod only {
+            use super::*;
+            $(
+                #[doc = concat!("[`Endpoint::", stringify!($endpoint), "`], alone.")]
+                #[derive(Debug, Clone, Copy)]
+                pub struct $endpoint;
+
+                impl Operation for $endpoint {
+                    fn endpoint(self) -> Endpoint {
+                        Endpoint::$endpoint
+                    }
+                    fn call<'a>(
+                        self,
+                        state: &'a State,
+                        req: &'a Request,
+                    ) -> impl Future<Output = Result<Reply, ApiError>> + Send + 'a {
+                        async move { $handler(state, req).await.map(Reply::from) }
+                    }
+                }
+            )*
+        }
+    };
+}
+
+operations! {
+    SessionCreate => session::create,
+    SessionValidate => session::validate,
+    SessionRefresh => session::refresh,
+    SessionLogout => session::logout,
+    SessionLogoutAll => session::logout_all,
+    SessionStats => stats::stats,
+    SessionList => session::list,
+    SessionRevoke => session::revoke,
+    CacheGet => cache::get,
+    CachePut => cache::put,
+}
+
+/// Serves one request for an endpoint ([`Operation`]: an [`Endpoint`], or a type of [`only`]).
+/// Never panics on any input; every error is JSON.
+pub async fn handle(state: &State, operation: impl Operation, req: Request) -> Response<Body> {
+    let endpoint = operation.endpoint();
     let started = Instant::now();
     let origin = http::allowed_origin(&req, &state.config.allowed_origins).map(str::to_owned);
     if req.method() == Method::OPTIONS {
@@ -105,18 +180,7 @@ pub async fn handle(state: &State, endpoint: Endpoint, req: Request) -> Response
         if req.method() != endpoint.method() {
             return Err(ApiError::method_not_allowed(endpoint.method().as_str()));
         }
-        match endpoint {
-            Endpoint::SessionCreate => session::create(state, &req).await,
-            Endpoint::SessionValidate => session::validate(state, &req).await,
-            Endpoint::SessionRefresh => session::refresh(state, &req).await,
-            Endpoint::SessionLogout => session::logout(state, &req).await.map(Reply::from),
-            Endpoint::SessionLogoutAll => session::logout_all(state, &req).await.map(Reply::from),
-            Endpoint::SessionStats => stats::stats(state, &req).await.map(Reply::from),
-            Endpoint::SessionList => session::list(state, &req).await.map(Reply::from),
-            Endpoint::SessionRevoke => session::revoke(state, &req).await.map(Reply::from),
-            Endpoint::CacheGet => cache::get(state, &req).await,
-            Endpoint::CachePut => cache::put(state, &req).await.map(Reply::from),
-        }
+        operation.call(state, &req).await
     })
     .await;
     answer(state, endpoint, origin, result, started, store_use)
