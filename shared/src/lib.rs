@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod budget;
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod handlers;
 pub mod hooks;

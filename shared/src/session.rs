@@ -2,9 +2,6 @@
 
 use serde::Serialize;
 
-/// Longest device label kept with a session, in bytes.
-pub const MAX_DEVICE_LEN: usize = 48;
-
 /// One session, as every store keeps it. Times are Unix seconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
@@ -21,7 +18,10 @@ pub struct Session {
     /// The last refresh, or the creation until the first.
     pub last_refreshed_at: i64,
     /// A short description of the browser that created the session ("Chrome 131 on macOS"),
-    /// from its user agent ([`device_label`]); `None` when it said nothing recognisable.
+    /// from its user agent ([`crate::device::device_label`]); `None` when it said nothing
+    /// recognisable. As stored: a record written before labels existed holds the first 64 bytes
+    /// of a user agent here, which [`crate::device::stored_device`] labels where the session
+    /// list shows it (so that only create and list read user agents).
     pub device: Option<String>,
 }
 
@@ -58,7 +58,7 @@ impl Session {
             idle_timeout,
             remember_me,
             last_refreshed_at: now,
-            device: user_agent.and_then(device_label),
+            device: user_agent.and_then(crate::device::device_label),
         }
     }
 
@@ -82,73 +82,6 @@ impl Session {
         self.expires_at = self.refreshed_expiry(now);
         self.last_refreshed_at = now;
         self
-    }
-}
-
-/// What a user sees of the browser behind a session, from its user agent: "Chrome 131 on
-/// macOS", "Firefox 133 on Linux", "Safari 18 on iPhone"; the browser or the OS alone when only
-/// one is known; `None` when neither is. woothee's small rule set (about fifty patterns) reads it:
-/// uap-core's full set would cost cold start and megabytes (docs/sessions.md).
-///
-/// At most [`MAX_DEVICE_LEN`] bytes, without control characters, `|` or `/`, so that it is
-/// stored as is and never mistaken for a user agent (records written before labels existed
-/// hold the first 64 bytes of one, which [`stored_device`] turns into a label).
-pub fn device_label(user_agent: &str) -> Option<String> {
-    // No user agent is long; a longer one is cut before the parser sees it (its patterns then
-    // find what the first kilobyte says, which is where browsers say it).
-    let user_agent = user_agent.get(..1024).unwrap_or(user_agent);
-    let found = woothee::parser::Parser::new().parse(user_agent)?;
-    let known = |v: &str| !v.is_empty() && v != woothee::woothee::VALUE_UNKNOWN;
-    let browser = known(found.name).then(|| {
-        let name = match found.name {
-            "SamsungBrowser" => "Samsung Internet",
-            name => name,
-        };
-        // A version is digits ("131.0.0.0"); for a library woothee names the library there.
-        let major = found.version.split('.').next();
-        match major.filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())) {
-            Some(major) => format!("{name} {major}"),
-            None => name.to_owned(),
-        }
-    });
-    let os = known(found.os).then(|| match found.os {
-        "Mac OSX" => "macOS",
-        // A user agent says "Windows NT 10.0" on Windows 11 too.
-        windows if windows.starts_with("Windows") && !windows.starts_with("Windows Phone") => {
-            "Windows"
-        }
-        os => os,
-    });
-    let label = match (browser, os) {
-        (Some(browser), Some(os)) => format!("{browser} on {os}"),
-        (Some(browser), None) => browser,
-        (None, Some(os)) => os.to_owned(),
-        (None, None) => return None,
-    };
-    let mut out = String::new();
-    for c in label
-        .chars()
-        .filter(|c| !c.is_control())
-        .map(|c| if c == '|' || c == '/' { ' ' } else { c })
-    {
-        if out.len() + c.len_utf8() > MAX_DEVICE_LEN {
-            break;
-        }
-        out.push(c);
-    }
-    let out = out.trim().to_owned();
-    (!out.is_empty()).then_some(out)
-}
-
-/// The device of a stored session, as a store read it back: a label, or (in a record written
-/// before labels existed) the first bytes of a user agent, which becomes its label here.
-pub fn stored_device(stored: &str) -> Option<String> {
-    if stored.is_empty() {
-        None
-    } else if stored.contains('/') {
-        device_label(stored)
-    } else {
-        Some(stored.to_owned())
     }
 }
 
@@ -231,53 +164,6 @@ mod tests {
             ..s
         };
         assert_eq!(raw.expiry(), 5000);
-    }
-
-    const CHROME_MAC: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
-
-    #[test]
-    fn devices_are_short_labels() {
-        let cases = [
-            (CHROME_MAC, Some("Chrome 131 on macOS")),
-            (
-                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0",
-                Some("Edge 131 on Windows"),
-            ),
-            (
-                "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
-                Some("Firefox 133 on Linux"),
-            ),
-            ("curl/8.5.0", Some("HTTP Library")),
-            ("", None),
-            ("\u{0}\u{1}|||", None),
-        ];
-        for (ua, want) in cases {
-            assert_eq!(device_label(ua).as_deref(), want, "{ua:?}");
-        }
-        let long = format!("{CHROME_MAC} {}", "x/1 ".repeat(10_000));
-        let label = device_label(&long).unwrap();
-        assert!(label.len() <= MAX_DEVICE_LEN);
-        for junk in ["é".repeat(3000), "Mozilla/5.0 (|/|\n) Firefox/".repeat(50)] {
-            let label = device_label(&junk).unwrap_or_default();
-            assert!(label.len() <= MAX_DEVICE_LEN, "{label:?}");
-            assert!(!label.contains(['|', '/']) && !label.chars().any(char::is_control));
-        }
-    }
-
-    #[test]
-    fn a_stored_user_agent_reads_as_its_label() {
-        // What records written before labels existed hold: the first 64 bytes of a user agent.
-        assert_eq!(
-            stored_device(&CHROME_MAC[..64]),
-            device_label(&CHROME_MAC[..64])
-        );
-        assert_eq!(
-            stored_device("Chrome 131 on macOS").as_deref(),
-            Some("Chrome 131 on macOS")
-        );
-        assert_eq!(stored_device(""), None);
-        let label = device_label(CHROME_MAC).unwrap();
-        assert_eq!(stored_device(&label), Some(label));
     }
 
     #[test]

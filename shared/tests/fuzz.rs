@@ -538,7 +538,7 @@ fn fuzz_token_parser() {
 /// What the `device` target of `shared/fuzz/` checks: a device label is short, plain and kept as
 /// it is by a store; the first 64 bytes of an agent read back as their label.
 fn check_device(target: &Target, agent: &str) -> Result<(), TestCaseError> {
-    use shared::session::{MAX_DEVICE_LEN, device_label, stored_device};
+    use shared::device::{MAX_DEVICE_LEN, device_label, stored_device};
     let label = device_label(agent);
     target.note(if label.is_some() { "label" } else { "unknown" });
     if let Some(label) = &label {

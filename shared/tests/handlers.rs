@@ -629,6 +629,20 @@ fn session_id(token: &str) -> String {
 async fn list_shows_the_callers_active_sessions_newest_first() {
     let api = Api::redis().await;
     let older = api.session_aged("user_list", 100).await;
+    // A record written before device labels existed holds the first 64 bytes of a user agent:
+    // the list shows its label.
+    let from_before = SessionToken::mint("user_list");
+    let session = Session {
+        device: Some(CHROME_MAC[..64].into()),
+        ..Session::new(
+            "user_list",
+            false,
+            None,
+            api.state.lifetimes(),
+            now_unix() - 50,
+        )
+    };
+    api.store().create(&from_before, &session).await.unwrap();
     let mac = create_from(&api, "user_list", CHROME_MAC, true).await;
     // Created in the same second as `mac`; the order between the two is the token hashes'.
     let linux = create_from(&api, "user_list", FIREFOX_LINUX, false).await;
@@ -644,7 +658,7 @@ async fn list_shows_the_callers_active_sessions_newest_first() {
     let body = by_token.ok();
     assert_eq!(body["user_id"], json!("user_list"));
     let sessions = body["sessions"].as_array().unwrap();
-    assert_eq!(sessions.len(), 3, "{}", by_token.raw);
+    assert_eq!(sessions.len(), 4, "{}", by_token.raw);
     let ids: Vec<&str> = sessions
         .iter()
         .map(|s| s["session_id"].as_str().unwrap())
@@ -655,7 +669,8 @@ async fn list_shows_the_callers_active_sessions_newest_first() {
         newest.reverse();
     }
     assert_eq!(ids[..2], newest.each_ref().map(String::as_str));
-    assert_eq!(ids[2], SessionId::of(&older.hash()).to_string());
+    assert_eq!(ids[2], SessionId::of(&from_before.hash()).to_string());
+    assert_eq!(ids[3], SessionId::of(&older.hash()).to_string());
     assert!(!ids.contains(&session_id(&others).as_str()));
     for session in sessions {
         let keys: Vec<&str> = session
@@ -707,6 +722,10 @@ async fn list_shows_the_callers_active_sessions_newest_first() {
         by_id(&SessionId::of(&older.hash()).to_string())["device"],
         json!("unknown")
     );
+    assert_eq!(
+        by_id(&SessionId::of(&from_before.hash()).to_string())["device"],
+        json!("macOS")
+    );
 
     // A refresh moves last_refreshed_at, and the list shows it.
     api.send(
@@ -723,7 +742,7 @@ async fn list_shows_the_callers_active_sessions_newest_first() {
         )
         .await;
     let listed = by_jwt.ok()["sessions"].as_array().unwrap();
-    assert_eq!(listed.len(), 3);
+    assert_eq!(listed.len(), 4);
     assert!(listed.iter().all(|s| s["current"] == json!(false)));
 
     // No session at all: an empty list.

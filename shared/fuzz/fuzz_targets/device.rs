@@ -8,7 +8,7 @@
 //! label.
 
 use libfuzzer_sys::fuzz_target;
-use shared::session::{MAX_DEVICE_LEN, device_label, stored_device};
+use shared::device::{MAX_DEVICE_LEN, device_label, stored_device};
 
 fuzz_target!(init: session_service_fuzz::setup(), |data: &[u8]| run(data));
 

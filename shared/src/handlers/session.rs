@@ -2,6 +2,7 @@
 //! their sessions: list, revoke one.
 
 use super::{Reply, SessionAnswer, any_caller, caller, jwt_caller, rfc3339, session_caller};
+use crate::device::stored_device;
 use crate::error::ApiError;
 use crate::http;
 use crate::session::{Session, now_unix};
@@ -101,7 +102,7 @@ pub async fn list(state: &State, req: &Request) -> Result<Value, ApiError> {
                 "last_refreshed_at": rfc3339(session.last_refreshed_at),
                 "expires_at": rfc3339(session.expiry()),
                 "remember_me": session.remember_me,
-                "device": session.device.as_deref().unwrap_or("unknown"),
+                "device": session.device.as_deref().and_then(stored_device).as_deref().unwrap_or("unknown"),
                 "current": current.as_ref() == Some(hash),
             })
         })

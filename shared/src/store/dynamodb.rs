@@ -803,7 +803,7 @@ pub(super) fn decode(user: &UserKey, item: &Item) -> Result<Session, StoreError>
         // bytes of one); a refresh since has written `last_refreshed_at` beside the old name.
         last_refreshed_at: int(item, "last_refreshed_at").or_else(|_| int(item, "last_seen_at"))?,
         device: match item.get("device").or_else(|| item.get("user_agent")) {
-            Some(AttributeValue::S(stored)) => crate::session::stored_device(stored),
+            Some(AttributeValue::S(stored)) if !stored.is_empty() => Some(stored.clone()),
             _ => None,
         },
     })

@@ -947,7 +947,7 @@ pub(super) fn decode_cache(value: &str) -> Result<(i64, u64, &str), StoreError> 
 
 /// `created|expires|absolute|idle|remember|last_refreshed|epoch|device`: the user id is the
 /// key's, the device label comes last. (Records written before labels existed hold the first 64
-/// bytes of a user agent there, which may hold `|`; [`crate::session::stored_device`] reads both.)
+/// bytes of a user agent there, which may hold `|`: read as it is, [`Session::device`].)
 pub(super) fn encode(s: &Session, epoch: u64) -> String {
     format!(
         "{}|{}|{}|{}|{}|{}|{epoch}|{}",
@@ -986,7 +986,7 @@ pub(super) fn decode(user: &UserKey, record: &str) -> Result<(Session, u64), Sto
     else {
         return Err(corrupt("session record"));
     };
-    let device = parts.next().and_then(crate::session::stored_device);
+    let device = parts.next().filter(|d| !d.is_empty()).map(str::to_owned);
     let session = Session {
         user_id: user.user_id(),
         created_at,
@@ -1069,13 +1069,16 @@ mod tests {
             decode(&user, &encode(&session, 7)).unwrap(),
             (session.clone(), 7)
         );
-        // A record written before device labels: the first 64 bytes of a user agent.
-        let old = encode(&session, 7).replace(
-            "Chrome 131 on macOS",
-            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) | AppleWebKit/537",
-        );
+        // A record written before device labels: the first 64 bytes of a user agent, read as
+        // they are (`|` included), labelled where the list shows them.
+        let agent = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) | AppleWebKit/537";
+        let old = encode(&session, 7).replace("Chrome 131 on macOS", agent);
         let (read, _) = decode(&user, &old).unwrap();
-        assert_eq!(read.device.as_deref(), Some("macOS"));
+        assert_eq!(read.device.as_deref(), Some(agent));
+        assert_eq!(
+            crate::device::stored_device(agent).as_deref(),
+            Some("macOS")
+        );
         let bare = Session {
             device: None,
             ..session
