@@ -51,20 +51,32 @@ pub struct DynamoStore {
 }
 
 impl DynamoStore {
-    /// A store over `table` with the SDK's default credentials and region; `endpoint` overrides
-    /// the service endpoint (a local server). Every call is bounded by `timeout`, retries
-    /// included.
+    /// A store over `table`, with credentials and region from the environment as Lambda sets
+    /// them (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`; `AWS_REGION`, else
+    /// `AWS_DEFAULT_REGION`). Not aws-config's whole default chain (profile files, SSO, STS web
+    /// identity, ECS, instance metadata), which a function never reaches and whose code and
+    /// start-up every bootstrap would carry (docs/build-profiles.md). `endpoint` overrides the
+    /// service endpoint (a local server). Every call is bounded by `timeout`, retries included.
     pub async fn connect(table: &str, endpoint: Option<&str>, timeout: Duration) -> Self {
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        use aws_sdk_dynamodb::config::{BehaviorVersion, Region, timeout::TimeoutConfig};
+        let timeouts = TimeoutConfig::builder()
             .connect_timeout(timeout)
             .operation_timeout(timeout)
             .build();
-        let mut loader =
-            aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts);
+        let region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+            .into_iter()
+            .find_map(|name| std::env::var(name).ok().filter(|r| !r.is_empty()));
+        let mut config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .credentials_provider(
+                aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+            )
+            .region(region.map(Region::new))
+            .timeout_config(timeouts);
         if let Some(endpoint) = endpoint {
-            loader = loader.endpoint_url(endpoint);
+            config = config.endpoint_url(endpoint);
         }
-        let mut store = Self::from_client(Client::new(&loader.load().await), table);
+        let mut store = Self::from_client(Client::from_conf(config.build()), table);
         store.call_timeout = timeout;
         store
     }
