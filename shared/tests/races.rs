@@ -173,7 +173,8 @@ async fn a_create_the_record_refused_is_not_served_from_redis() {
 
 /// A session created by a container whose clock is ahead: logout-all's marker, at the time of
 /// the request, does not cover it, and a read-repair that read the record before the delete
-/// lands between the record's delete and the second marker call, which must follow.
+/// lands between the record's delete and the second marker call: the repair's own re-read of the
+/// record takes it out, and the second marker call still follows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logout_all_ends_a_session_created_after_its_own_clock() {
     let fleet = Fleet::start().await;
@@ -198,10 +199,14 @@ async fn a_logout_all_ends_a_session_created_after_its_own_clock() {
     logout_gate.reached().await;
     read_gate.release();
     assert!(read.await.unwrap().unwrap().is_some(), "the read ran first");
+    // The repair wrote the session back after the record dropped it (the marker, at the
+    // request's time, does not cover a session from a clock ahead); its re-read of the record,
+    // after the write, takes it out again, before the second marker call.
     let fresh = fleet.container().await;
-    assert!(
-        fresh.get(&token, now_unix()).await.unwrap().is_some(),
-        "the repair wrote the session back to Redis after the record dropped it"
+    assert_eq!(
+        accepted_anywhere(&token, &[&fresh]).await,
+        Vec::<String>::new(),
+        "the repair left the session in Redis after the record dropped it"
     );
     logout_gate.release();
     assert_eq!(logout_all.await.unwrap().unwrap(), 1);
@@ -330,6 +335,49 @@ async fn a_read_repair_racing_logout_does_not_bring_the_session_back() {
         "a logged-out session came back through a read-repair"
     );
     assert!(fresh.get(&other, now_unix()).await.unwrap().is_some());
+}
+
+/// A revocation Redis acknowledged and then lost in an empty restart, with a read-repair in flight
+/// whose record read came before the revocation: the repair must not write the session back into
+/// the empty Redis, where nothing is left to refuse it. Logout (its tombstone) and logout-all (its
+/// marker) alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_repair_across_an_empty_restart_does_not_bring_a_revoked_session_back() {
+    for logout_all in [false, true] {
+        let fleet = Fleet::start().await;
+        let (a, b) = (fleet.container().await, fleet.container().await);
+        let user = unique("user");
+        let (token, session) = session_of(&user);
+        a.create(&token, &session).await.unwrap();
+        // A miss: the next read repairs Redis from the record.
+        fleet.redis.flush();
+
+        // A has read the record and not written Redis yet. B revokes the session: the record
+        // first, then Redis (a tombstone, or a marker). Then Redis restarts empty.
+        let mut gate = hooks::arm("tiered.get.recorded", &user);
+        let read = tokio::spawn({
+            let (a, token) = (a.clone(), token.clone());
+            async move { a.get(&token, now_unix()).await }
+        });
+        gate.reached().await;
+        if logout_all {
+            let revoked = b.delete_user(&UserKey::for_user(&user), now_unix()).await;
+            assert_eq!(revoked.unwrap(), 1);
+        } else {
+            assert!(b.delete(&token).await.unwrap());
+        }
+        fleet.redis.flush();
+        gate.release();
+        assert!(read.await.unwrap().unwrap().is_some(), "the read ran first");
+
+        let fresh = fleet.container().await;
+        assert_eq!(
+            accepted_anywhere(&token, &[&a, &b, &fresh]).await,
+            Vec::<String>::new(),
+            "a revoked session came back through a read-repair across an empty restart \
+             (logout-all: {logout_all})"
+        );
+    }
 }
 
 /// The epoch stamped on a Redis write must be read before the record write it fences: B cannot

@@ -354,10 +354,16 @@ impl TieredStore {
     ) {
         let expected = seen.map_or(Expect::Absent, Expect::Exactly);
         let result = match (record, seen) {
-            (Some(session), _) if session.is_active(now_unix()) => redis
-                .put_checked(user, hash, session, fence, expected)
-                .await
-                .map(drop),
+            (Some(session), _) if session.is_active(now_unix()) => {
+                match redis
+                    .put_checked(user, hash, session, fence, expected)
+                    .await
+                {
+                    Ok(true) => return self.confirm_repair(redis, user, hash).await,
+                    Ok(false) => return,
+                    Err(e) => Err(e),
+                }
+            }
             // Gone from the record: drop what Redis still holds (and nothing if it holds none).
             (None, Some(_)) => redis.revoke(user, hash, true).await,
             // Lapsed in the record as read, or nothing anywhere: leave Redis alone (a refresh
@@ -366,6 +372,25 @@ impl TieredStore {
         };
         if let Err(e) = result {
             self.redis_failed(&e);
+        }
+    }
+
+    /// After a repair wrote a session into Redis: the record must still hold it, asked after the
+    /// write. The record was read before the write, and a revocation between the two is refused
+    /// by its tombstone or marker in Redis, unless Redis lost them meanwhile (an empty restart):
+    /// then nothing in Redis refuses the write, but the revocation's record write came before
+    /// its Redis write, so before the loss, so before this read, which sees it. Gone, or the
+    /// record cannot tell: Redis's copy becomes a tombstone, or the epoch moves on.
+    async fn confirm_repair(&self, redis: &RedisStore, user: &UserKey, hash: &TokenHash) {
+        hook!("tiered.get.repaired", user);
+        if let Ok(Some(session)) = self.inner.dynamo.get(user, hash).await
+            && session.is_active(now_unix())
+        {
+            return;
+        }
+        if let Err(e) = redis.revoke(user, hash, true).await {
+            self.redis_failed(&e);
+            let _ = self.bump_epoch().await;
         }
     }
 
@@ -480,40 +505,38 @@ impl TieredStore {
         Ok(true)
     }
 
-    /// The record's `Query` and deletes, and Redis's marker at the time of the request, are
-    /// sent together (see `docs/both-stores.md`, "What overlaps"). The marker drops every
-    /// session Redis holds and refuses every later write of one created at or before the
-    /// request; a session the record found that was created later (a clock ahead of ours, or a
-    /// create that began after this request) needs a second call, with the newest creation time
-    /// the record found, once the record dropped it.
+    /// The record's `Query` and deletes first, then Redis's marker: it drops every session Redis
+    /// holds and refuses every later write of one created at or before its time, the request's
+    /// or the newest creation time the record found, if later (a clock ahead of ours, or a create
+    /// that began after this request). Not sent together: a marker that Redis acknowledged
+    /// before the record's deletes landed, then lost in an empty restart, would leave a
+    /// read-repair that confirms its write against the record before the deletes nothing to
+    /// refuse it (`docs/both-stores.md`, "What overlaps").
     pub(super) async fn delete_user(&self, user: &UserKey, now: i64) -> Result<u64, StoreError> {
-        let record = self.inner.dynamo.delete_user_fenced(user, now);
-        let cache = async {
-            let redis = self.redis().await?;
-            hook!("tiered.delete_user.revoking", user);
-            Some(redis.revoke_user(user, now).await)
-        };
-        let ((newest, deleted), told) = tokio::join!(record, cache);
+        let (newest, deleted) = self.inner.dynamo.delete_user_fenced(user, now).await;
         hook!("tiered.delete_user.recorded", user);
-        let told = match told {
-            Some(Ok(())) => true,
-            Some(Err(e)) => {
-                self.redis_failed(&e);
-                false
-            }
-            None => false,
-        };
-        // Whatever the record lost, even when it failed part-way, Redis must stop serving: every
-        // session it found was created at or before `newest`. The caller is authenticated, so
-        // Redis was told even when the record held nothing (a retry after a revocation whose
-        // Redis write and bump both failed); the epoch is bumped only for what the record lost.
         match newest {
-            Some(newest) if !told || newest > now => {
+            // Whatever the record lost, even when it failed part-way, Redis must stop serving,
+            // or the epoch must tell.
+            Some(newest) => {
                 let fence = newest.max(now);
-                self.revoke_in_redis(|redis| async move { redis.revoke_user(user, fence).await })
-                    .await?;
+                self.revoke_in_redis(|redis| async move {
+                    hook!("tiered.delete_user.revoking", user);
+                    redis.revoke_user(user, fence).await
+                })
+                .await?;
             }
-            _ => {}
+            // The record held nothing. The caller is authenticated, so Redis is told all the same
+            // (a retry after a revocation whose Redis write and bump both failed); no bump when
+            // it cannot be, since the record lost nothing.
+            None => {
+                if let Some(redis) = self.redis().await {
+                    hook!("tiered.delete_user.revoking", user);
+                    if let Err(e) = redis.revoke_user(user, now).await {
+                        self.redis_failed(&e);
+                    }
+                }
+            }
         }
         deleted
     }
