@@ -187,7 +187,8 @@ fn case_row(
     let budget = if logout_all {
         format!(
             "bounded: Redis {}; DynamoDB {}1 Query page (per MB of items) + ⌈n/25⌉ BatchWriteItem, \
-             n ≤ MAX_SESSIONS_PER_USER = {cap}: here {} (at most {}){}",
+             n ≤ MAX_SESSIONS_PER_USER = {cap}: here {} (at most {}){}; with both stores the \
+             two, one after the other (Redis's marker follows the record: docs/both-stores.md)",
             1 + token_get,
             if token_get == 1 { "1 GetItem + " } else { "" },
             token_get + 1 + batches,
@@ -242,16 +243,18 @@ fn case_row(
     match tiered {
         Ok(c) => {
             let total = c.redis_trips + c.dynamo_requests;
-            // What a caller waits for: create, refresh and logout-all send to both stores
-            // together (docs/both-stores.md, "What overlaps"); create's PutItem and Query go
-            // together too; logout goes to DynamoDB, then to Redis.
+            // What a caller waits for: create and refresh send to both stores together
+            // (docs/both-stores.md, "What overlaps"); create's PutItem and Query go together
+            // too; logout and logout-all go to DynamoDB, then to Redis.
             let dynamo_waits = if case.endpoint == Endpoint::SessionCreate {
                 c.dynamo_requests.min(1.0)
             } else {
                 c.dynamo_requests
             };
             let waited = match case.endpoint {
-                Endpoint::SessionLogout | Endpoint::SessionValidate => total,
+                Endpoint::SessionLogout
+                | Endpoint::SessionLogoutAll
+                | Endpoint::SessionValidate => total,
                 _ => c.redis_trips.max(dynamo_waits),
             };
             parts.push(format!(
@@ -269,7 +272,7 @@ fn case_row(
                 }
             ));
             let want = if logout_all {
-                redis_want.max(dynamo_want)
+                redis_want + dynamo_want
             } else {
                 1.0
             };
